@@ -1,0 +1,75 @@
+#pragma once
+// DESIGN ESSAY: written once the tiers settle (see alloc/src/).
+
+#include <spanmap/spanmap.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <new>
+#include <type_traits>
+
+namespace spanmap {
+
+inline constexpr std::size_t default_alignment = __STDCPP_DEFAULT_NEW_ALIGNMENT__;
+
+// Throws std::bad_alloc on failure. alignment: a power of two.
+[[nodiscard]] void* allocate(std::size_t size, std::size_t alignment = default_alignment);
+// Memory that reads as zero; fresh pages are not cleared a second time.
+[[nodiscard]] void* allocate_zeroed(std::size_t size, std::size_t alignment = default_alignment);
+void deallocate(void* p) noexcept;
+// Sized: size and alignment as given to allocate (checked against the span).
+void deallocate(void* p, std::size_t size, std::size_t alignment = default_alignment) noexcept;
+std::size_t usable_size(const void* p) noexcept;
+// What allocate(size, alignment) would make usable: Go's roundupsize.
+std::size_t good_size(std::size_t size, std::size_t alignment = default_alignment) noexcept;
+
+template <class T>
+class allocator {
+public:
+    using value_type = T;
+    using size_type = std::size_t;
+    using difference_type = std::ptrdiff_t;
+    using propagate_on_container_move_assignment = std::true_type;
+    using is_always_equal = std::true_type;
+
+    constexpr allocator() noexcept = default;
+    template <class U>
+    constexpr allocator(const allocator<U>&) noexcept {}
+
+    [[nodiscard]] T* allocate(std::size_t n) {
+        if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();
+        return static_cast<T*>(spanmap::allocate(n * sizeof(T), alignof(T)));
+    }
+    void deallocate(T* p, std::size_t n) noexcept { spanmap::deallocate(p, n * sizeof(T), alignof(T)); }
+
+    template <class U>
+    friend constexpr bool operator==(const allocator&, const allocator<U>&) noexcept { return true; }
+};
+
+}  // namespace spanmap
+
+// Introspection for tests and tools; never allocates.
+namespace spanmap::debug {
+
+struct heap_info {
+    std::size_t arenas;          // 64 MiB arenas reserved from the OS
+    std::size_t pages_in_use;    // 8 KiB pages held by spans (small and large)
+    std::size_t pages_free;      // reserved pages held by no span
+    std::size_t small_spans;     // spans carved into objects (owned by mcentral)
+    std::size_t large_objects;   // spans holding one object over 32 KiB
+    std::size_t live_caches;     // thread caches attached to a running thread
+    std::size_t pooled_caches;   // caches of exited threads, kept for reuse
+    std::size_t cached_objects;  // objects sitting in thread caches (exact only when quiet)
+    std::size_t cached_bytes;
+};
+heap_info read_heap_info() noexcept;
+
+// Walks every tier and checks its invariants (for a span: allocated + free ==
+// objects; for the heap: every page is in exactly one span or free; a cached
+// object belongs to an in-use span of its class and is not also free there).
+// Call only at a quiet point: no other thread may be allocating or freeing.
+// Returns true, or false with the first violation written into why.
+bool check_invariants(char* why, std::size_t why_len) noexcept;
+
+}  // namespace spanmap::debug

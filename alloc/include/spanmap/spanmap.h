@@ -1,0 +1,49 @@
+/* spanmap C API: a Go-runtime-style allocator (thread caches, per-class
+ * central lists, a page heap over 64 MiB arenas). See <spanmap/alloc.h> for
+ * the design; this header is the C-callable surface.
+ *
+ * Contracts: requests above 8 bytes are 16-byte aligned; spanmap_malloc(0)
+ * returns a unique pointer; failure returns NULL with errno = ENOMEM;
+ * spanmap_free(NULL) is a no-op and leaves errno alone. A pointer spanmap did
+ * not hand out, or one freed twice, stops the process with a message naming
+ * it. */
+#ifndef SPANMAP_SPANMAP_H
+#define SPANMAP_SPANMAP_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#define SPANMAP_NOEXCEPT noexcept
+#else
+#define SPANMAP_NOEXCEPT
+#endif
+
+void* spanmap_malloc(size_t size) SPANMAP_NOEXCEPT;
+/* Zeroed memory; count * size overflowing fails with ENOMEM. Pages the heap
+ * has never handed out are known to be zero and are not cleared again. */
+void* spanmap_calloc(size_t count, size_t size) SPANMAP_NOEXCEPT;
+/* realloc(NULL, n) is malloc(n); realloc(p, 0) frees p and returns a unique
+ * minimal allocation (never NULL on success); contents up to the smaller size
+ * are kept. On failure p is untouched and NULL is returned. */
+void* spanmap_realloc(void* p, size_t size) SPANMAP_NOEXCEPT;
+void spanmap_free(void* p) SPANMAP_NOEXCEPT;
+/* size must be the size that was requested (or anything up to the usable
+ * size); a size of another class stops the process. */
+void spanmap_free_sized(void* p, size_t size) SPANMAP_NOEXCEPT;
+/* alignment: any power of two (EINVAL otherwise). */
+void* spanmap_aligned_alloc(size_t alignment, size_t size) SPANMAP_NOEXCEPT;
+void spanmap_free_aligned_sized(void* p, size_t alignment, size_t size) SPANMAP_NOEXCEPT;
+/* Bytes usable at p (its size class, or its pages for a large object). */
+size_t spanmap_usable_size(const void* p) SPANMAP_NOEXCEPT;
+/* The usable size spanmap_malloc(size) would return (jemalloc's nallocx). */
+size_t spanmap_good_size(size_t size) SPANMAP_NOEXCEPT;
+/* Hands the calling thread's cached free objects back to the central lists. */
+void spanmap_thread_cache_flush(void) SPANMAP_NOEXCEPT;
+
+#ifdef __cplusplus
+}
+#endif
+#undef SPANMAP_NOEXCEPT
+
+#endif /* SPANMAP_SPANMAP_H */

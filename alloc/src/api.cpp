@@ -1,0 +1,223 @@
+// The C and C++ entry points: size to class, the small and large paths, and
+// the checks every free makes before it trusts a pointer.
+#include "cache.h"
+
+#include <spanmap/alloc.h>
+#include <spanmap/spanmap.h>
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace spanmap::detail {
+namespace {
+
+constexpr bool is_pow2(std::size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+std::size_t pages_for(std::size_t n) { return n == 0 ? 1 : (n + page_size - 1) >> page_shift; }
+
+// Dirty large blocks at least this big are zeroed by giving their pages back
+// to the kernel (which maps zero pages on the next touch) instead of writing
+// every byte: the caller asked for zeros, not for the cost of them up front.
+constexpr std::size_t zero_by_madvise_bytes = 256 << 10;
+
+void* alloc_large(std::size_t n, std::size_t align, bool zero) noexcept {
+    if (n > max_request || align > max_request) return nullptr;
+    ensure_init();
+    const std::size_t align_pages = align > page_size ? align >> page_shift : 1;
+    mspan* s = g.heap.alloc_span(pages_for(n), align_pages, 0);
+    if (s == nullptr) return nullptr;
+    void* p = reinterpret_cast<void*>(s->base);
+    if (zero && s->needzero) {
+        const std::size_t bytes = std::size_t{s->npages} << page_shift;
+        if (bytes < zero_by_madvise_bytes || ::madvise(p, bytes, MADV_DONTNEED) != 0) std::memset(p, 0, n);
+    }
+    return p;
+}
+
+void* alloc(std::size_t n, std::size_t align) noexcept {
+    const unsigned c = size_class_aligned(n, align);
+    if (c != 0) return alloc_small(c);
+    return alloc_large(n, align, false);
+}
+
+void* alloc_zeroed(std::size_t n, std::size_t align) noexcept {
+    const unsigned c = size_class_aligned(n, align);
+    if (c == 0) return alloc_large(n, align, true);
+    void* p = alloc_small(c);
+    if (p != nullptr) std::memset(p, 0, n);
+    return p;
+}
+
+void* malloc_impl(std::size_t n) noexcept {
+    const unsigned c = size_class_malloc(n);
+    if (__builtin_expect(c != 0, 1)) return alloc_small(c);
+    return alloc_large(n, page_size, false);
+}
+
+void* fail_enomem() noexcept {
+    errno = ENOMEM;
+    return nullptr;
+}
+
+[[noreturn]] __attribute__((noinline, cold)) void bad_free(const char* what, const void* p) noexcept {
+    if (arena_of(reinterpret_cast<std::uintptr_t>(p)) != nullptr)
+        fatal(what, p, "double free or invalid pointer (no object of spanmap's heap is allocated there)");
+    fatal(what, p, "pointer not allocated by spanmap");
+}
+
+// The span of a pointer about to be freed or measured, after checking that p
+// is the start of an object that is out (allocated). Stops the process if not.
+inline mspan* checked_span(const void* ptr, const char* what) noexcept {
+    const auto p = reinterpret_cast<std::uintptr_t>(ptr);
+    mspan* s = span_of(p);
+    if (__builtin_expect(s == nullptr, 0)) bad_free(what, ptr);
+    const std::uintptr_t off = p - s->base;
+    if (__builtin_expect(s->size_class != 0, 1)) {
+        const auto idx = static_cast<std::uint32_t>((off * s->div_mul) >> 32);
+        if (__builtin_expect(std::uintptr_t{idx} * s->elem_size != off || idx >= s->nelems, 0))
+            fatal(what, ptr, "pointer into the middle of a small object, not its start");
+    } else if (__builtin_expect(off != 0, 0)) {
+        fatal(what, ptr, "pointer into the middle of a large object, not its start");
+    }
+    return s;
+}
+
+std::size_t span_usable(const mspan* s) noexcept {
+    return s->size_class != 0 ? s->elem_size : std::size_t{s->npages} << page_shift;
+}
+
+inline void free_checked(void* ptr, mspan* s) noexcept {
+    if (__builtin_expect(s->size_class != 0, 1)) {
+        free_small(s->size_class, ptr);
+        return;
+    }
+    const int saved = errno;
+    g.heap.free_span(s);
+    errno = saved;
+}
+
+inline void free_impl(void* ptr) noexcept {
+    if (ptr == nullptr) return;
+    free_checked(ptr, checked_span(ptr, "free"));
+}
+
+inline void free_sized_impl(void* ptr, std::size_t size) noexcept {
+    if (ptr == nullptr) return;
+    mspan* s = checked_span(ptr, "free");
+    if (__builtin_expect(size > span_usable(s), 0))
+        fatal("free", ptr, "sized free with a size larger than the block (wrong size or wrong pointer)");
+    free_checked(ptr, s);
+}
+
+void* realloc_impl(void* ptr, std::size_t n) noexcept {
+    if (ptr == nullptr) return malloc_impl(n);
+    mspan* s = checked_span(ptr, "realloc");
+    const std::size_t old = span_usable(s);
+    if (s->size_class != 0) {
+        if (size_class_malloc(n) == s->size_class) return ptr;
+    } else if (n > max_small_size && n <= max_request) {
+        // A large block changes size in place when it can: pages at its tail
+        // go back to the heap, or the free pages after it are taken.
+        const std::size_t want = pages_for(n);
+        if (want == s->npages) return ptr;
+        if (want < s->npages) {
+            g.heap.shrink_span(s, want);
+            return ptr;
+        }
+        if (g.heap.grow_span(s, want)) return ptr;
+    }
+    void* q = malloc_impl(n);
+    if (q == nullptr) return nullptr;
+    std::memcpy(q, ptr, old < n ? old : n);
+    free_checked(ptr, s);
+    return q;
+}
+
+}  // namespace
+}  // namespace spanmap::detail
+
+using namespace spanmap::detail;
+
+extern "C" {
+
+void* spanmap_malloc(size_t size) noexcept {
+    void* p = malloc_impl(size);
+    return p != nullptr ? p : fail_enomem();
+}
+
+void* spanmap_calloc(size_t count, size_t size) noexcept {
+    size_t n = 0;
+    if (__builtin_mul_overflow(count, size, &n)) return fail_enomem();
+    void* p = alloc_zeroed(n, n <= 8 ? 8 : 16);
+    return p != nullptr ? p : fail_enomem();
+}
+
+void* spanmap_realloc(void* p, size_t size) noexcept {
+    if (p != nullptr && size == 0) {
+        // glibc's choice: realloc(p, 0) frees p and returns NULL.
+        free_impl(p);
+        return nullptr;
+    }
+    void* q = realloc_impl(p, size);
+    return q != nullptr ? q : fail_enomem();
+}
+
+void spanmap_free(void* p) noexcept { free_impl(p); }
+
+void spanmap_free_sized(void* p, size_t size) noexcept { free_sized_impl(p, size); }
+
+void* spanmap_aligned_alloc(size_t alignment, size_t size) noexcept {
+    if (!is_pow2(alignment)) {
+        errno = EINVAL;
+        return nullptr;
+    }
+    void* p = alloc(size, alignment);
+    return p != nullptr ? p : fail_enomem();
+}
+
+void spanmap_free_aligned_sized(void* p, size_t /*alignment*/, size_t size) noexcept { free_sized_impl(p, size); }
+
+size_t spanmap_usable_size(const void* p) noexcept {
+    if (p == nullptr) return 0;
+    return span_usable(checked_span(p, "usable_size"));
+}
+
+size_t spanmap_good_size(size_t size) noexcept {
+    const unsigned c = size_class_malloc(size);
+    if (c != 0) return spanmap::sc::class_size[c];
+    return size > max_request ? size : pages_for(size) << page_shift;
+}
+
+void spanmap_thread_cache_flush(void) noexcept { flush_thread_cache(); }
+
+}  // extern "C"
+
+namespace spanmap {
+
+void* allocate(std::size_t size, std::size_t alignment) {
+    void* p = is_pow2(alignment) ? alloc(size, alignment) : nullptr;
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+}
+
+void* allocate_zeroed(std::size_t size, std::size_t alignment) {
+    void* p = is_pow2(alignment) ? alloc_zeroed(size, alignment) : nullptr;
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+}
+
+void deallocate(void* p) noexcept { free_impl(p); }
+
+void deallocate(void* p, std::size_t size, std::size_t /*alignment*/) noexcept { free_sized_impl(p, size); }
+
+std::size_t usable_size(const void* p) noexcept { return spanmap_usable_size(p); }
+
+std::size_t good_size(std::size_t size, std::size_t alignment) noexcept {
+    const unsigned c = is_pow2(alignment) ? size_class_aligned(size, alignment) : 0;
+    if (c != 0) return sc::class_size[c];
+    return size > max_request ? size : pages_for(size) << page_shift;
+}
+
+}  // namespace spanmap

@@ -1,0 +1,155 @@
+#include "cache.h"
+
+#include <cerrno>
+#include <cstring>
+
+namespace spanmap::detail {
+
+constinit global_state g;
+__thread mcache* tls_cache __attribute__((tls_model("initial-exec"))) = nullptr;
+
+namespace {
+
+void thread_exit(void* arg) noexcept;
+
+mcache* new_cache() noexcept {
+    mcache* mc = nullptr;
+    {
+        lock_guard lk(g.caches_lock);
+        if (g.parked != nullptr) {
+            mc = g.parked;
+            g.parked = mc->next;
+            --g.nparked;
+        }
+    }
+    if (mc == nullptr) {
+        constexpr std::size_t bytes = (sizeof(mcache) + 4095) & ~std::size_t{4095};
+        mc = static_cast<mcache*>(os_map(bytes));
+        if (mc == nullptr) return nullptr;
+        bump(metadata_sys, bytes);
+        std::size_t slot = 0;
+        for (unsigned c = 1; c < num_classes; ++c) {
+            mc->bins[c].cap = bin_cap(c);
+            mc->bins[c].slots = &mc->storage[slot];
+            slot += bin_cap(c);
+        }
+        lock_guard lk(g.caches_lock);
+        ++g.caches_mapped;
+    }
+    lock_guard lk(g.caches_lock);
+    mc->prev = nullptr;
+    mc->next = g.live;
+    if (g.live != nullptr) g.live->prev = mc;
+    g.live = mc;
+    ++g.nlive;
+    return mc;
+}
+
+// The calling thread's cache, made on first use; nullptr if the thread has
+// exited its cache or no memory could be had for one.
+mcache* attach() noexcept {
+    mcache* mc = tls_cache;
+    if (mc != nullptr) return cache_usable(mc) ? mc : nullptr;
+    ensure_init();
+    mc = new_cache();
+    if (mc == nullptr) return nullptr;
+    tls_cache = mc;
+    // Our key was made at first use, among the first 32, so glibc keeps its
+    // value in the thread descriptor and this does not allocate.
+    pthread_setspecific(g.exit_key, mc);
+    return mc;
+}
+
+void thread_exit(void* arg) noexcept {
+    auto* mc = static_cast<mcache*>(arg);
+    // From here on this thread allocates straight from mcentral.
+    tls_cache = exited_cache;
+    for (unsigned c = 1; c < num_classes; ++c) {
+        flush_bin(mc, c, 0);
+        cache_bin& b = mc->bins[c];
+        // Threads may exit together: these two need a real read-modify-write.
+        g.retired_nmalloc[c].fetch_add(b.nmalloc.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        g.retired_nfree[c].fetch_add(b.nfree.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        b.nmalloc.store(0, std::memory_order_relaxed);
+        b.nfree.store(0, std::memory_order_relaxed);
+    }
+    lock_guard lk(g.caches_lock);
+    if (mc->prev != nullptr)
+        mc->prev->next = mc->next;
+    else
+        g.live = mc->next;
+    if (mc->next != nullptr) mc->next->prev = mc->prev;
+    --g.nlive;
+    mc->prev = nullptr;
+    mc->next = g.parked;
+    g.parked = mc;
+    ++g.nparked;
+}
+
+}  // namespace
+
+void init_slow() noexcept {
+    lock_guard lk(g.init_lock);
+    if (g.init_state.load(std::memory_order_relaxed) == 2) return;
+    for (unsigned c = 0; c < num_classes; ++c) g.central[c].init(c, &g.heap);
+    g.free_key = os_random();
+    if (pthread_key_create(&g.exit_key, thread_exit) != 0)
+        fatal("init", nullptr, "no pthread key left for thread-exit cleanup");
+    g.init_state.store(2, std::memory_order_release);
+}
+
+void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept {
+    cache_bin& b = mc->bins[c];
+    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+    if (n <= keep) return;
+    const std::uint32_t out = n - keep;
+    g.central[c].release(b.slots, out);
+    std::memmove(b.slots, b.slots + out, keep * sizeof(void*));
+    b.count.store(keep, std::memory_order_relaxed);
+}
+
+void* alloc_small_slow(unsigned c) noexcept {
+    const int saved_errno = errno;
+    mcache* mc = attach();
+    errno = saved_errno;
+    if (mc == nullptr) {
+        void* p = nullptr;
+        if (g.central[c].fill(&p, 1) == 0) return nullptr;
+        // Counted with a read-modify-write: there is no owner thread here.
+        g.retired_nmalloc[c].fetch_add(1, std::memory_order_relaxed);
+        *static_cast<std::uintptr_t*>(p) = 0;
+        return p;
+    }
+    cache_bin& b = mc->bins[c];
+    if (b.count.load(std::memory_order_relaxed) == 0) {
+        const std::size_t got = g.central[c].fill(b.slots, bin_batch(c));
+        if (got == 0) return nullptr;
+        b.count.store(static_cast<std::uint32_t>(got), std::memory_order_relaxed);
+    }
+    return alloc_small(c);
+}
+
+void free_small_slow(unsigned c, void* p) noexcept {
+    const int saved_errno = errno;
+    mcache* mc = attach();
+    errno = saved_errno;
+    if (mc == nullptr) {
+        g.central[c].release(&p, 1);
+        g.retired_nfree[c].fetch_add(1, std::memory_order_relaxed);
+        return;
+    }
+    cache_bin& b = mc->bins[c];
+    if (b.count.load(std::memory_order_relaxed) == b.cap) flush_bin(mc, c, b.cap - bin_batch(c));
+    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+    b.slots[n] = p;
+    b.count.store(n + 1, std::memory_order_relaxed);
+    bump(b.nfree);
+}
+
+void flush_thread_cache() noexcept {
+    mcache* mc = tls_cache;
+    if (!cache_usable(mc)) return;
+    for (unsigned c = 1; c < num_classes; ++c) flush_bin(mc, c, 0);
+}
+
+}  // namespace spanmap::detail

@@ -1,0 +1,154 @@
+// mcache: the per-thread cache, and the process-wide state it hangs from.
+// See <spanmap/alloc.h> for the overview.
+//
+// Each thread owns one mcache, reached through a single initial-exec TLS
+// pointer (no TLS wrapper calls, no thread_local destructor that could call
+// back into malloc). For each size class it keeps a bin: a stack of free
+// object pointers. malloc pops, free pushes — on the owning thread, with no
+// lock and no atomic read-modify-write. The stack holds pointers, not links
+// through the objects, so a free object's first word is free for a mark:
+// free writes `free_key ^ address` there and malloc clears it, which makes a
+// second free of the same pointer visible at once, wherever the object is.
+//
+// A bin is bounded (bin_cap below): an empty bin refills `batch` objects from
+// its mcentral; a full one returns its `batch` oldest. An object freed by
+// another thread simply enters that thread's cache — caches hold any object
+// of their class — and goes back through mcentral from there.
+//
+// When a thread exits, a pthread key destructor returns every cached object to
+// mcentral and parks the mcache on a free list for the next thread. Calls that
+// arrive after that (later key destructors, the C library's own teardown) find
+// the TLS pointer set to `exited_cache` and go straight to mcentral.
+#pragma once
+
+#include "central.h"
+
+namespace spanmap::detail {
+
+// Bin bounds: a bin may hold up to 32 KiB of objects, but never fewer than 2
+// nor more than 256 of them; refills and flushes move half a bin (at most 64).
+inline constexpr std::uint32_t bin_bytes = 32 << 10;
+inline constexpr std::uint32_t bin_max_objects = 256;
+inline constexpr std::uint32_t bin_min_objects = 2;
+
+constexpr std::uint32_t bin_cap(unsigned c) {
+    if (c == 0) return 0;
+    const std::uint32_t n = bin_bytes / sc::class_size[c];
+    return n < bin_min_objects ? bin_min_objects : n > bin_max_objects ? bin_max_objects : n;
+}
+constexpr std::uint32_t bin_batch(unsigned c) {
+    const std::uint32_t half = bin_cap(c) / 2;
+    return half == 0 ? 1 : half > 64 ? 64 : half;
+}
+constexpr std::size_t total_bin_slots() {
+    std::size_t n = 0;
+    for (unsigned c = 1; c < num_classes; ++c) n += bin_cap(c);
+    return n;
+}
+// The most one thread can hoard: every bin full.
+constexpr std::size_t max_cached_bytes() {
+    std::size_t n = 0;
+    for (unsigned c = 1; c < num_classes; ++c) n += std::size_t{bin_cap(c)} * sc::class_size[c];
+    return n;
+}
+static_assert(max_cached_bytes() <= (4u << 20), "a thread cache stays within 4 MiB");
+
+struct cache_bin {
+    std::atomic<std::uint32_t> count;  // slots[0..count) hold free objects; written by the owner only
+    std::uint32_t cap;
+    void** slots;
+    std::atomic<std::uint64_t> nmalloc;  // per-thread counters for statistics
+    std::atomic<std::uint64_t> nfree;
+};
+
+struct mcache {
+    cache_bin bins[num_classes];
+    mcache* next;  // on the live or the parked list
+    mcache* prev;
+    void* storage[total_bin_slots()];
+};
+
+// The TLS pointer's three states: nullptr (no cache yet), exited_cache (the
+// thread's cache was handed back), or a live cache.
+inline mcache* const exited_cache = reinterpret_cast<mcache*>(std::uintptr_t{1});
+extern __thread mcache* tls_cache __attribute__((tls_model("initial-exec")));
+
+inline bool cache_usable(const mcache* mc) {
+    return reinterpret_cast<std::uintptr_t>(mc) > reinterpret_cast<std::uintptr_t>(exited_cache);
+}
+
+// Everything process-wide, constant-initialised so that it is ready before any
+// constructor runs (the allocator may be called first of all).
+struct global_state {
+    mheap heap;
+    mcentral central[num_classes];
+    std::uint64_t free_key = 0;
+    pthread_key_t exit_key = 0;
+    std::atomic<int> init_state{0};  // 0: not yet, 2: done
+    mutex init_lock;
+
+    mutex caches_lock;  // guards the two lists and the counts below
+    mcache* live = nullptr;
+    mcache* parked = nullptr;
+    std::size_t nlive = 0;
+    std::size_t nparked = 0;
+    std::size_t caches_mapped = 0;
+
+    // Objects allocated and freed by threads without a cache, and by caches
+    // that were handed back (their counters fold in here).
+    std::atomic<std::uint64_t> retired_nmalloc[num_classes] = {};
+    std::atomic<std::uint64_t> retired_nfree[num_classes] = {};
+};
+extern constinit global_state g;
+
+void init_slow() noexcept;
+inline void ensure_init() noexcept {
+    if (g.init_state.load(std::memory_order_acquire) != 2) init_slow();
+}
+
+inline std::uintptr_t free_mark(std::uintptr_t p) { return g.free_key ^ p; }
+
+void* alloc_small_slow(unsigned c) noexcept;
+void free_small_slow(unsigned c, void* p) noexcept;
+// Returns every object in the calling thread's cache to mcentral.
+void flush_thread_cache() noexcept;
+// Moves bin c's oldest objects, all but `keep`, back to mcentral.
+void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept;
+
+inline void* alloc_small(unsigned c) noexcept {
+    mcache* mc = tls_cache;
+    if (__builtin_expect(cache_usable(mc), 1)) {
+        cache_bin& b = mc->bins[c];
+        const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+        if (__builtin_expect(n != 0, 1)) {
+            void* p = b.slots[n - 1];
+            b.count.store(n - 1, std::memory_order_relaxed);
+            bump(b.nmalloc);
+            *static_cast<std::uintptr_t*>(p) = 0;  // erase the free mark
+            return p;
+        }
+    }
+    return alloc_small_slow(c);
+}
+
+// p: the start of an object of class c (checked by the caller).
+inline void free_small(unsigned c, void* p) noexcept {
+    auto* word = static_cast<std::uintptr_t*>(p);
+    const std::uintptr_t mark = free_mark(reinterpret_cast<std::uintptr_t>(p));
+    if (__builtin_expect(*word == mark, 0)) fatal("free", p, "double free (the object is already free)");
+    *word = mark;
+    mcache* mc = tls_cache;
+    if (__builtin_expect(cache_usable(mc), 1)) {
+        cache_bin& b = mc->bins[c];
+        const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+        if (__builtin_expect(n < b.cap, 1)) {
+            b.slots[n] = p;
+            b.count.store(n + 1, std::memory_order_relaxed);
+            bump(b.nfree);
+            return;
+        }
+    }
+    free_small_slow(c, p);
+}
+
+}  // namespace spanmap::detail

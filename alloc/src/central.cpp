@@ -1,0 +1,83 @@
+#include "central.h"
+
+namespace spanmap::detail {
+
+void span_list::push_front(mspan* s, span_list_id id) noexcept {
+    s->prev = nullptr;
+    s->next = head_;
+    if (head_ != nullptr) head_->prev = s;
+    head_ = s;
+    s->list = id;
+    ++size_;
+}
+
+void span_list::remove(mspan* s) noexcept {
+    if (s->prev != nullptr)
+        s->prev->next = s->next;
+    else
+        head_ = s->next;
+    if (s->next != nullptr) s->next->prev = s->prev;
+    s->next = s->prev = nullptr;
+    s->list = span_list_id::none;
+    --size_;
+}
+
+std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
+    lock_guard g(lock_);
+    std::size_t got = 0;
+    while (got < n) {
+        mspan* s = partial_.head();
+        if (s == nullptr) {
+            s = heap_->alloc_span(sc::class_pages[size_class_], 1, size_class_);
+            if (s == nullptr) break;
+            partial_.push_front(s, span_list_id::partial);
+            ++nempty_;
+        }
+        if (s->nfree == s->nelems) --nempty_;
+        std::uint32_t w = s->scan_word;
+        while (got < n && s->nfree > 0) {
+            std::uint64_t bits = s->free_bits[w];
+            while (bits != 0 && got < n) {
+                const auto b = static_cast<std::uint32_t>(__builtin_ctzll(bits));
+                bits &= bits - 1;
+                out[got++] = reinterpret_cast<void*>(s->base + std::uintptr_t{w * 64 + b} * s->elem_size);
+                --s->nfree;
+            }
+            s->free_bits[w] = bits;
+            if (bits == 0) ++w;
+        }
+        s->scan_word = w;
+        if (s->nfree == 0) {
+            partial_.remove(s);
+            full_.push_front(s, span_list_id::full);
+        }
+    }
+    return got;
+}
+
+void mcentral::release(void* const* objs, std::size_t n) noexcept {
+    lock_guard g(lock_);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto p = reinterpret_cast<std::uintptr_t>(objs[i]);
+        mspan* s = span_of(p);
+        const auto idx = static_cast<std::uint32_t>(((p - s->base) * s->div_mul) >> 32);
+        const std::uint64_t bit = std::uint64_t{1} << (idx & 63);
+        if (s->free_bits[idx / 64] & bit) fatal("free", objs[i], "double free (the object is already free in its span)");
+        s->free_bits[idx / 64] |= bit;
+        if (idx / 64 < s->scan_word) s->scan_word = idx / 64;
+        if (s->nfree++ == 0) {
+            full_.remove(s);
+            partial_.push_front(s, span_list_id::partial);
+        }
+        if (s->nfree == s->nelems) {
+            if (nempty_ == 0) {
+                ++nempty_;
+            } else {
+                partial_.remove(s);
+                heap_->free_span(s);
+            }
+        }
+    }
+}
+
+}  // namespace spanmap::detail

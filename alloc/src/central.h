@@ -1,0 +1,67 @@
+// mcentral: one per size class. See <spanmap/alloc.h> for the overview.
+//
+// Owns the spans of its class: `partial` holds spans with at least one free
+// object, `full` those with none. Thread caches come here in batches — fill()
+// hands out up to n objects, release() takes objects back — so the lock is
+// paid once per batch, not per object. Which objects of a span are free is a
+// bitmap in the span, never a list threaded through the objects: a freed
+// object's first word keeps the mark the free path wrote (see cache.h), so a
+// double free is caught here too, and a fresh span's memory is not touched
+// until an object is handed out.
+//
+// A span whose objects are all free goes back to mheap, except one per class
+// kept as a spare so that a cache that drains and refills around a batch
+// boundary does not make the heap carve the same span again and again.
+//
+// Callers: thread caches (and threads whose cache is gone). Lock order:
+// mcentral -> mheap.
+#pragma once
+
+#include "heap.h"
+
+namespace spanmap::detail {
+
+class span_list {
+public:
+    mspan* head() const noexcept { return head_; }
+    std::size_t size() const noexcept { return size_; }
+    void push_front(mspan* s, span_list_id id) noexcept;
+    void remove(mspan* s) noexcept;
+
+private:
+    mspan* head_ = nullptr;
+    std::size_t size_ = 0;
+};
+
+class mcentral {
+public:
+    constexpr mcentral() noexcept = default;
+    mcentral(const mcentral&) = delete;
+    mcentral& operator=(const mcentral&) = delete;
+
+    void init(unsigned size_class, mheap* heap) noexcept {
+        size_class_ = size_class;
+        heap_ = heap;
+    }
+    // Moves up to n free objects into out[0..n); returns how many (0 only when
+    // the heap could not get memory from the OS).
+    std::size_t fill(void** out, std::size_t n) noexcept;
+    // Takes back n objects of this class (their starts, checked by the caller).
+    void release(void* const* objs, std::size_t n) noexcept;
+
+    // For walkers: hold lock() while reading.
+    mutex& lock() noexcept { return lock_; }
+    const span_list& partial() const noexcept { return partial_; }
+    const span_list& full() const noexcept { return full_; }
+    std::size_t empty_spans() const noexcept { return nempty_; }
+
+private:
+    mutex lock_;
+    unsigned size_class_ = 0;
+    mheap* heap_ = nullptr;
+    span_list partial_;
+    span_list full_;
+    std::size_t nempty_ = 0;  // spans on partial_ with every object free
+};
+
+}  // namespace spanmap::detail

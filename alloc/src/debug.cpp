@@ -1,0 +1,190 @@
+// Introspection: counters for tests and tools, and the invariant checker that
+// walks every tier. Nothing here allocates; the checker's scratch space is
+// mapped from the OS and given back.
+#include "cache.h"
+
+#include <spanmap/alloc.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace spanmap::detail {
+namespace {
+
+// Formats a violation into the caller's buffer. snprintf with these
+// conversions does not allocate in glibc.
+class report {
+public:
+    report(char* buf, std::size_t len) : buf_(buf), len_(len) {}
+    template <class... A>
+    bool fail(const char* fmt, A... args) {
+        if (buf_ != nullptr && len_ > 0) std::snprintf(buf_, len_, fmt, args...);
+        return false;
+    }
+
+private:
+    char* buf_;
+    std::size_t len_;
+};
+
+bool check_arenas(report& r, std::size_t& pages_in_spans) {
+    heap_arena* const* arenas = g.heap.arena_list();
+    const std::size_t n = g.heap.arenas();
+    pages_in_spans = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+        const heap_arena* a = arenas[i];
+        if (i > 0 && arenas[i - 1]->base >= a->base) return r.fail("arena list not sorted at %zu", i);
+        if (arena_of(a->base) != a) return r.fail("arena %p missing from the page map", (void*)a->base);
+        std::size_t free_pages = 0;
+        for (std::size_t w = 0; w < arena_bitmap_words; ++w) {
+            free_pages += static_cast<std::size_t>(__builtin_popcountll(a->free_bits[w]));
+            if (w < a->search_word && a->free_bits[w] != 0)
+                return r.fail("arena %p: free page below the search hint", (void*)a->base);
+        }
+        if (free_pages != a->free_pages) return r.fail("arena %p: free_pages %u, bitmap says %zu", (void*)a->base, a->free_pages, free_pages);
+        for (std::size_t pg = 0; pg < pages_per_arena; ++pg) {
+            const std::uintptr_t addr = a->base + pg * page_size;
+            const mspan* s = a->spans[pg].load(std::memory_order_relaxed);
+            const bool is_free = (a->free_bits[pg / 64] >> (pg % 64)) & 1;
+            if (is_free != (s == nullptr)) return r.fail("page %p: free bit and span entry disagree", (void*)addr);
+            if (s == nullptr) continue;
+            ++pages_in_spans;
+            if (addr < s->base || addr >= s->end()) return r.fail("page %p maps to span %p not covering it", (void*)addr, (void*)s->base);
+            if (s->state == span_state::idle) return r.fail("page %p maps to an idle span", (void*)addr);
+            if (pg >= a->zeroed_base) return r.fail("page %p in use above the arena's zeroed base", (void*)addr);
+        }
+    }
+    if (pages_in_spans != g.heap.pages_in_use())
+        return r.fail("heap counts %zu pages in use, the page map %zu", g.heap.pages_in_use(), pages_in_spans);
+    return true;
+}
+
+bool check_span(report& r, const mspan* s, unsigned c, span_list_id list) {
+    if (s->state != span_state::small || s->size_class != c) return r.fail("span %p on class %u's list is not a small span of it", (void*)s->base, c);
+    if (s->list != list) return r.fail("span %p: list tag disagrees with its list", (void*)s->base);
+    if (span_of(s->base) != s || span_of(s->end() - 1) != s) return r.fail("span %p: page map does not point back", (void*)s->base);
+    std::size_t bits = 0;
+    for (std::size_t w = 0; w < span_bitmap_words; ++w) {
+        bits += static_cast<std::size_t>(__builtin_popcountll(s->free_bits[w]));
+        if (w < s->scan_word && s->free_bits[w] != 0) return r.fail("span %p: free object below scan_word", (void*)s->base);
+    }
+    for (std::size_t i = s->nelems; i < max_objects_per_span; ++i)
+        if ((s->free_bits[i / 64] >> (i % 64)) & 1) return r.fail("span %p: free bit past the last object", (void*)s->base);
+    // allocated + free == objects, with allocated = nelems - nfree held by caches or the program.
+    if (bits != s->nfree || s->nfree > s->nelems) return r.fail("span %p: nfree %u, bitmap %zu, objects %u", (void*)s->base, s->nfree, bits, s->nelems);
+    if ((s->nfree == 0) != (list == span_list_id::full)) return r.fail("span %p: on the wrong list for nfree %u", (void*)s->base, s->nfree);
+    return true;
+}
+
+bool check_centrals(report& r, std::size_t& small_spans) {
+    small_spans = 0;
+    for (unsigned c = 1; c < num_classes; ++c) {
+        const mcentral& m = g.central[c];
+        std::size_t empty = 0;
+        std::size_t count = 0;
+        for (const mspan* s = m.partial().head(); s != nullptr; s = s->next, ++count) {
+            if (!check_span(r, s, c, span_list_id::partial)) return false;
+            empty += s->nfree == s->nelems;
+        }
+        if (count != m.partial().size()) return r.fail("class %u: partial list length", c);
+        count = 0;
+        for (const mspan* s = m.full().head(); s != nullptr; s = s->next, ++count)
+            if (!check_span(r, s, c, span_list_id::full)) return false;
+        if (count != m.full().size()) return r.fail("class %u: full list length", c);
+        if (empty != m.empty_spans() || empty > 1) return r.fail("class %u: %zu empty spans, counted %zu", c, empty, m.empty_spans());
+        small_spans += m.partial().size() + m.full().size();
+    }
+    if (small_spans != g.heap.small_spans()) return r.fail("centrals hold %zu spans, heap counts %zu", small_spans, g.heap.small_spans());
+    return true;
+}
+
+bool check_caches(report& r) {
+    std::size_t total = 0;
+    for (const mcache* mc = g.live; mc != nullptr; mc = mc->next)
+        for (unsigned c = 1; c < num_classes; ++c) total += mc->bins[c].count.load(std::memory_order_relaxed);
+    for (const mcache* mc = g.parked; mc != nullptr; mc = mc->next)
+        for (unsigned c = 1; c < num_classes; ++c)
+            if (mc->bins[c].count.load(std::memory_order_relaxed) != 0) return r.fail("a parked cache still holds objects of class %u", c);
+    if (total == 0) return true;
+    const std::size_t bytes = (total * sizeof(void*) + 4095) & ~std::size_t{4095};
+    auto* all = static_cast<std::uintptr_t*>(os_map(bytes));
+    if (all == nullptr) return r.fail("no memory for the cache check");
+    std::size_t k = 0;
+    bool ok = true;
+    for (const mcache* mc = g.live; ok && mc != nullptr; mc = mc->next) {
+        for (unsigned c = 1; ok && c < num_classes; ++c) {
+            const cache_bin& b = mc->bins[c];
+            const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+            if (n > b.cap) ok = r.fail("bin of class %u holds %u > cap %u", c, n, b.cap);
+            for (std::uint32_t i = 0; ok && i < n; ++i) {
+                const auto p = reinterpret_cast<std::uintptr_t>(b.slots[i]);
+                const mspan* s = span_of(p);
+                if (s == nullptr || s->state != span_state::small || s->size_class != c) {
+                    ok = r.fail("cached object %p of class %u is not in a span of that class", (void*)p, c);
+                    break;
+                }
+                const std::uintptr_t off = p - s->base;
+                const std::uintptr_t idx = off / s->elem_size;
+                if (off % s->elem_size != 0 || idx >= s->nelems)
+                    ok = r.fail("cached object %p is not an object start", (void*)p);
+                else if ((s->free_bits[idx / 64] >> (idx % 64)) & 1)
+                    ok = r.fail("cached object %p is also free in its span", (void*)p);
+                all[k++] = p;
+            }
+        }
+    }
+    if (ok) {
+        std::sort(all, all + k);
+        for (std::size_t i = 1; ok && i < k; ++i)
+            if (all[i] == all[i - 1]) ok = r.fail("object %p sits in thread caches twice", (void*)all[i]);
+    }
+    os_unmap(all, bytes);
+    return ok;
+}
+
+}  // namespace
+}  // namespace spanmap::detail
+
+namespace spanmap::debug {
+
+using namespace spanmap::detail;
+
+heap_info read_heap_info() noexcept {
+    ensure_init();
+    heap_info info{};
+    info.arenas = g.heap.arenas();
+    info.pages_in_use = g.heap.pages_in_use();
+    info.pages_free = info.arenas * pages_per_arena - info.pages_in_use;
+    info.small_spans = g.heap.small_spans();
+    info.large_objects = g.heap.large_spans();
+    lock_guard lk(g.caches_lock);
+    info.live_caches = g.nlive;
+    info.pooled_caches = g.nparked;
+    for (const mcache* mc = g.live; mc != nullptr; mc = mc->next) {
+        for (unsigned c = 1; c < num_classes; ++c) {
+            const std::size_t n = mc->bins[c].count.load(std::memory_order_relaxed);
+            info.cached_objects += n;
+            info.cached_bytes += n * sc::class_size[c];
+        }
+    }
+    return info;
+}
+
+bool check_invariants(char* why, std::size_t why_len) noexcept {
+    ensure_init();
+    report r(why, why_len);
+    // Lock order: every mcentral (in class order), then mheap, then the caches.
+    for (unsigned c = 1; c < num_classes; ++c) g.central[c].lock().lock();
+    g.heap.lock().lock();
+    g.caches_lock.lock();
+    std::size_t pages = 0;
+    std::size_t spans = 0;
+    const bool ok = check_arenas(r, pages) && check_centrals(r, spans) && check_caches(r);
+    g.caches_lock.unlock();
+    g.heap.lock().unlock();
+    for (unsigned c = num_classes - 1; c >= 1; --c) g.central[c].lock().unlock();
+    if (ok && why != nullptr && why_len > 0) why[0] = '\0';
+    return ok;
+}
+
+}  // namespace spanmap::debug

@@ -1,0 +1,90 @@
+// mheap: the page heap. See <spanmap/alloc.h> for the overview.
+//
+// Owns every arena (64 MiB of address space reserved with mmap, aligned to its
+// size), the page map that takes an address to its span, and every page: a
+// page is either in exactly one span or free, and a free page is only a set
+// bit in its arena's bitmap — free runs need no span objects and coalesce by
+// themselves when a neighbour's bits are set.
+//
+// Placement is address-ordered first fit, as Go's page allocator: the lowest
+// run of free pages that fits (and meets the alignment) wins, across arena
+// boundaries when arenas are adjacent. Low addresses fill first, so the top of
+// the heap empties and whole arenas can go quiet.
+//
+// Callers: mcentral (spans for a size class) and the large-object path; both
+// may hold their own lock when they call in (lock order: mcentral -> mheap;
+// mheap never calls up). Everything here runs under mheap's one lock except
+// span_of(), which is lock-free.
+#pragma once
+
+#include "internal.h"
+
+namespace spanmap::detail {
+
+// Spans' storage: fixed-size records carved from mmap'd chunks, recycled
+// through a free list. Owned by mheap's lock.
+class span_pool {
+public:
+    constexpr span_pool() noexcept = default;
+    mspan* get() noexcept;
+    void put(mspan* s) noexcept;
+    std::size_t in_use() const noexcept { return in_use_; }
+    std::size_t capacity() const noexcept { return capacity_; }
+
+private:
+    static constexpr std::size_t chunk_bytes = 256 << 10;
+    mspan* free_ = nullptr;
+    char* chunk_ = nullptr;  // unused tail of the newest chunk
+    std::size_t chunk_left_ = 0;
+    std::size_t in_use_ = 0;
+    std::size_t capacity_ = 0;
+};
+
+class mheap {
+public:
+    constexpr mheap() noexcept = default;
+    mheap(const mheap&) = delete;
+    mheap& operator=(const mheap&) = delete;
+
+    // npages contiguous pages starting at a multiple of align_pages, made into
+    // a span of size_class (0: a large object). nullptr when the OS refuses.
+    mspan* alloc_span(std::size_t npages, std::size_t align_pages, unsigned size_class) noexcept;
+    void free_span(mspan* s) noexcept;
+    // A large span grown in place over the free pages after it; false if they
+    // are not free. The new pages may hold old data.
+    bool grow_span(mspan* s, std::size_t npages) noexcept;
+    // A large span cut to npages, its tail returned as free pages.
+    void shrink_span(mspan* s, std::size_t npages) noexcept;
+
+    // Counters, written under the lock, read racily by statistics.
+    std::size_t arenas() const noexcept { return narenas_.load(std::memory_order_relaxed); }
+    std::size_t pages_in_use() const noexcept { return pages_in_use_.load(std::memory_order_relaxed); }
+    std::size_t small_spans() const noexcept { return small_spans_.load(std::memory_order_relaxed); }
+    std::size_t large_spans() const noexcept { return large_spans_.load(std::memory_order_relaxed); }
+
+    // For walkers (invariant checks, statistics): hold lock() while reading.
+    mutex& lock() noexcept { return lock_; }
+    heap_arena* const* arena_list() const noexcept { return arenas_; }
+    const span_pool& spans() const noexcept { return pool_; }
+
+private:
+    std::uintptr_t find_run(std::size_t npages, std::size_t align_pages) const noexcept;
+    bool grow(std::size_t npages, std::size_t align_pages) noexcept;
+    bool add_arena(std::uintptr_t base) noexcept;
+    // Pages [first, first + n) (global page numbers) handed to s, or back to free
+    // when s is null. Returns whether any of them was handed out before.
+    bool assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept;
+    bool pages_free(std::uintptr_t first, std::size_t n) const noexcept;
+
+    mutex lock_;
+    span_pool pool_;
+    heap_arena** arenas_ = nullptr;  // sorted by address
+    std::atomic<std::size_t> narenas_{0};
+    std::atomic<std::size_t> pages_in_use_{0};
+    std::atomic<std::size_t> small_spans_{0};
+    std::atomic<std::size_t> large_spans_{0};
+};
+
+inline constexpr std::size_t max_arenas = std::size_t{1} << 16;  // 4 TiB of heap
+
+}  // namespace spanmap::detail

@@ -1,0 +1,208 @@
+// Shared vocabulary of the allocator's tiers: constants, the OS layer, locks,
+// fatal errors, spans, arenas and the page map. See <spanmap/alloc.h> for the
+// design; each tier's header says what it owns.
+#pragma once
+
+#include "sizeclasses.h"
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace spanmap::detail {
+
+// --- numbers -----------------------------------------------------------------
+
+inline constexpr std::size_t page_shift = sc::page_shift;
+inline constexpr std::size_t page_size = std::size_t{1} << page_shift;
+inline constexpr std::size_t arena_shift = 26;  // Go's heapArenaBytes on linux/amd64
+inline constexpr std::size_t arena_bytes = std::size_t{1} << arena_shift;
+inline constexpr std::size_t pages_per_arena = arena_bytes / page_size;
+inline constexpr std::size_t arena_bitmap_words = pages_per_arena / 64;
+// User-space addresses on x86-64 and arm64 fit 48 bits (the kernel hands out
+// higher ones only when asked with a hint); the page map covers exactly that.
+inline constexpr std::size_t address_bits = 48;
+inline constexpr std::size_t arena_map_entries = std::size_t{1} << (address_bits - arena_shift);
+inline constexpr std::size_t num_classes = sc::num_classes;
+inline constexpr std::size_t max_small_size = sc::max_small_size;
+// Larger requests fail at once: no page count may overflow its 32 bits, and
+// the heap cannot hold more (see max_arenas in heap.h).
+inline constexpr std::size_t max_request = std::size_t{1} << 42;
+// Objects of the smallest class hold one word; a span of one page holds 1024.
+inline constexpr std::size_t max_objects_per_span = page_size / 8;
+inline constexpr std::size_t span_bitmap_words = max_objects_per_span / 64;
+
+static_assert(page_size == 8192, "Go's page: _PageShift = 13");
+static_assert(arena_bytes == 64u << 20, "Go's arena on linux/amd64: 64 MiB");
+static_assert(pages_per_arena % 64 == 0, "the arena's page bitmap is whole words");
+static_assert(num_classes == 68, "Go's 67 small classes plus class 0 for large objects");
+static_assert(sc::class_size[num_classes - 1] == max_small_size, "the largest class is the small-object limit");
+
+// Size classes whose object size is a multiple of 16: all but 8 and 24. A
+// malloc request above 8 bytes needs 16-byte alignment, so 17..24 is served
+// from the 32-byte class; sized C++ requests aligned to at most 8 may use 24.
+constexpr bool class_is_16_aligned(unsigned c) { return sc::class_size[c] % 16 == 0; }
+static_assert(!class_is_16_aligned(3) && sc::class_size[3] == 24 && class_is_16_aligned(4),
+              "class 3 (24 bytes) is the only one between 16 and 32 that breaks 16-byte alignment");
+
+// --- size to class -----------------------------------------------------------
+
+// Go's lookup: two small tables, one load each. Returns 0 for large sizes.
+inline unsigned size_class_8(std::size_t n) {
+    if (n <= sc::small_size_max) return sc::size_to_class8[(n + 7) >> 3];
+    if (n <= max_small_size) return sc::size_to_class128[(n - sc::small_size_max + 127) >> 7];
+    return 0;
+}
+
+// malloc's class: like Go's, but 17..24 bytes go to 32 for 16-byte alignment.
+inline unsigned size_class_malloc(std::size_t n) {
+    const unsigned c = size_class_8(n);
+    return c == 3 ? 4 : c;
+}
+
+// The class for a request of n bytes aligned to `align` (a power of two), or 0
+// when it needs a span of its own. Alignment up to a page is met by a class
+// whose size is a multiple of it: spans start on page boundaries.
+inline unsigned size_class_aligned(std::size_t n, std::size_t align) {
+    if (align <= 8) return size_class_8(n);
+    if (align <= 16) return size_class_malloc(n < 16 ? 16 : n);
+    if (align > page_size) return 0;
+    n = (n + align - 1) & ~(align - 1);
+    for (unsigned c = size_class_8(n); c != 0 && c < num_classes; ++c)
+        if (sc::class_size[c] % align == 0) return c;
+    return 0;
+}
+
+// --- fatal errors and the OS -------------------------------------------------
+
+// Writes "spanmap: <what> <ptr>: <detail>" to stderr and aborts. Never allocates.
+[[noreturn]] void fatal(const char* what, const void* ptr, const char* detail) noexcept;
+void write_stderr(const char* s) noexcept;
+
+// Anonymous read-write mapping, not charged against overcommit until touched.
+void* os_map(std::size_t bytes) noexcept;
+void os_unmap(void* p, std::size_t bytes) noexcept;
+// `bytes` of address space starting at a multiple of `align` (a power of two
+// and a multiple of the OS page), or nullptr.
+void* os_map_aligned(std::size_t bytes, std::size_t align) noexcept;
+// Names a mapping in /proc/self/maps ("[anon:<name>]"); false where the kernel
+// lacks CONFIG_ANON_VMA_NAME.
+bool os_name(void* p, std::size_t bytes, const char* name) noexcept;
+std::uint64_t os_random() noexcept;
+
+// Bytes the allocator has mapped for its own metadata (spans, arenas, caches).
+extern std::atomic<std::size_t> metadata_sys;
+
+// --- locks -------------------------------------------------------------------
+
+// A pthread mutex: it never allocates, sleeps instead of spinning when the
+// two cores are oversubscribed, and sanitizers understand it.
+class mutex {
+public:
+    constexpr mutex() noexcept = default;
+    mutex(const mutex&) = delete;
+    mutex& operator=(const mutex&) = delete;
+    void lock() noexcept { pthread_mutex_lock(&m_); }
+    void unlock() noexcept { pthread_mutex_unlock(&m_); }
+
+private:
+    pthread_mutex_t m_ = PTHREAD_MUTEX_INITIALIZER;
+};
+
+class lock_guard {
+public:
+    explicit lock_guard(mutex& m) noexcept : m_(m) { m_.lock(); }
+    ~lock_guard() { m_.unlock(); }
+    lock_guard(const lock_guard&) = delete;
+    lock_guard& operator=(const lock_guard&) = delete;
+
+private:
+    mutex& m_;
+};
+
+// --- relaxed counters --------------------------------------------------------
+
+// A counter with one writer (its thread, or the holder of a lock) and racy
+// readers (statistics): a relaxed load and store, never a read-modify-write,
+// so the fast path pays for a plain add.
+template <class T>
+inline void bump(std::atomic<T>& c, T by = 1) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
+}
+
+// --- spans -------------------------------------------------------------------
+
+// A span's life, changed only through set_state(), which checks the edge:
+//
+//   idle  ──mheap::alloc_span──►  small (carved into objects; mcentral owns it)
+//   idle  ──mheap::alloc_span──►  large (one object over 32 KiB, or over-aligned)
+//   small ──mheap::free_span───►  idle
+//   large ──mheap::free_span───►  idle
+//
+// Free pages have no span at all: they are bits in their arena's bitmap.
+enum class span_state : std::uint8_t { idle, small, large };
+
+// Which mcentral list a small span is on.
+enum class span_list_id : std::uint8_t { none, partial, full };
+
+struct mspan {
+    std::uintptr_t base;     // first byte; a multiple of page_size
+    std::uint32_t npages;
+    std::uint32_t elem_size;  // class size; 0 for a large span
+    std::uint32_t nelems;     // objects carved from the span (1 for large)
+    std::uint32_t div_mul;    // (offset * div_mul) >> 32 == offset / elem_size
+    std::uint8_t size_class;  // 0 for large
+    span_state state;
+    span_list_id list;
+    bool needzero;  // some page may hold old data (fresh pages are zero)
+
+    // Small spans, owned by their mcentral's lock:
+    //   nfree == popcount(free_bits) and nfree <= nelems; bits past nelems are 0;
+    //   nelems - nfree objects are out: in thread caches or with the program.
+    std::uint32_t nfree;
+    std::uint32_t scan_word;  // no set bit in free_bits below this word
+    mspan* next;              // mcentral list (or the span pool's free list)
+    mspan* prev;
+    std::uint64_t free_bits[span_bitmap_words];  // 1 = object free in the span
+
+    std::uintptr_t end() const { return base + std::uintptr_t{npages} * page_size; }
+};
+
+void set_state(mspan* s, span_state to) noexcept;
+
+// --- arenas and the page map -------------------------------------------------
+
+// One 64 MiB arena. Owned by mheap's lock, except `spans`, which readers on the
+// free path load without it (a pointer they free was published to them through
+// the lock that carved it).
+struct heap_arena {
+    std::uintptr_t base;
+    std::atomic<mspan*> spans[pages_per_arena];  // page -> span; null for free pages
+    std::uint64_t free_bits[arena_bitmap_words];  // 1 = page free
+    std::uint32_t free_pages;                     // popcount(free_bits)
+    std::uint32_t search_word;                    // no free page below this word
+    std::uint32_t zeroed_base;                    // pages from here on were never handed out
+    bool named;                                   // prctl naming took
+};
+
+// Arena index -> arena; the first of two loads that take any address to its
+// span in O(1). 32 MiB of .bss that the kernel backs with memory only where
+// arenas exist.
+extern std::atomic<heap_arena*> arena_map[arena_map_entries];
+
+inline heap_arena* arena_of(std::uintptr_t addr) noexcept {
+    const std::uintptr_t i = addr >> arena_shift;
+    if (i >= arena_map_entries) return nullptr;
+    return arena_map[i].load(std::memory_order_acquire);
+}
+
+// The span holding addr, or nullptr when no span of ours does.
+inline mspan* span_of(std::uintptr_t addr) noexcept {
+    heap_arena* a = arena_of(addr);
+    if (a == nullptr) return nullptr;
+    return a->spans[(addr >> page_shift) & (pages_per_arena - 1)].load(std::memory_order_relaxed);
+}
+
+}  // namespace spanmap::detail

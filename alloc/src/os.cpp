@@ -1,0 +1,110 @@
+// The allocator's only contact with the operating system: mappings, their
+// names, randomness and the last words of a fatal error. Nothing here may
+// allocate: this code runs when spanmap is malloc.
+#include "internal.h"
+
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+namespace spanmap::detail {
+
+std::atomic<std::size_t> metadata_sys{0};
+
+void write_stderr(const char* s) noexcept {
+    std::size_t left = std::strlen(s);
+    while (left > 0) {
+        const ssize_t n = ::write(STDERR_FILENO, s, left);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+        s += n;
+        left -= static_cast<std::size_t>(n);
+    }
+}
+
+namespace {
+
+// "%p" spelled by hand: snprintf may allocate for some conversions, and the
+// heap is in no state to be entered again when this is called.
+void format_pointer(const void* p, char* out) {
+    static constexpr char digits[] = "0123456789abcdef";
+    auto v = reinterpret_cast<std::uintptr_t>(p);
+    char tmp[2 * sizeof v];
+    int n = 0;
+    do {
+        tmp[n++] = digits[v & 15];
+        v >>= 4;
+    } while (v != 0);
+    *out++ = '0';
+    *out++ = 'x';
+    while (n > 0) *out++ = tmp[--n];
+    *out = '\0';
+}
+
+}  // namespace
+
+void fatal(const char* what, const void* ptr, const char* detail) noexcept {
+    char buf[2 + 2 * sizeof(void*) + 1];
+    format_pointer(ptr, buf);
+    write_stderr("spanmap: ");
+    write_stderr(what);
+    write_stderr(" ");
+    write_stderr(buf);
+    write_stderr(": ");
+    write_stderr(detail);
+    write_stderr("\n");
+    std::abort();
+}
+
+void* os_map(std::size_t bytes) noexcept {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+}
+
+void os_unmap(void* p, std::size_t bytes) noexcept { ::munmap(p, bytes); }
+
+void* os_map_aligned(std::size_t bytes, std::size_t align) noexcept {
+    // Over-reserve by the alignment, then give back the unaligned head and the
+    // tail: the kernel has no aligned mmap.
+    if (bytes + align < bytes) return nullptr;
+    auto* raw = static_cast<char*>(os_map(bytes + align));
+    if (raw == nullptr) return nullptr;
+    const auto addr = reinterpret_cast<std::uintptr_t>(raw);
+    const std::uintptr_t aligned = (addr + align - 1) & ~(std::uintptr_t{align} - 1);
+    const std::size_t head = aligned - addr;
+    if (head != 0) os_unmap(raw, head);
+    if (align - head != 0) os_unmap(reinterpret_cast<char*>(aligned) + bytes, align - head);
+    return reinterpret_cast<void*>(aligned);
+}
+
+bool os_name(void* p, std::size_t bytes, const char* name) noexcept {
+    return ::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(p), bytes,
+                   reinterpret_cast<unsigned long>(name)) == 0;
+}
+
+std::uint64_t os_random() noexcept {
+    std::uint64_t v = 0;
+    const int saved = errno;
+    if (::getrandom(&v, sizeof v, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof v)) {
+        // Early boot or a seccomp filter: any unpredictable-enough mix will do,
+        // the value only guards against a freed word being mistaken for live data.
+        timespec ts{};
+        ::clock_gettime(CLOCK_MONOTONIC, &ts);
+        v = static_cast<std::uint64_t>(ts.tv_nsec) * 0x9e3779b97f4a7c15ull ^ reinterpret_cast<std::uintptr_t>(&v);
+    }
+    errno = saved;
+    return v | 1;  // never zero: zero is what fresh and handed-out objects hold
+}
+
+}  // namespace spanmap::detail
