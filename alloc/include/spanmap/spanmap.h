@@ -23,13 +23,13 @@ void* spanmap_malloc(size_t size) SPANMAP_NOEXCEPT;
 /* Zeroed memory; count * size overflowing fails with ENOMEM. Pages the heap
  * has never handed out are known to be zero and are not cleared again. */
 void* spanmap_calloc(size_t count, size_t size) SPANMAP_NOEXCEPT;
-/* realloc(NULL, n) is malloc(n); realloc(p, 0) frees p and returns a unique
- * minimal allocation (never NULL on success); contents up to the smaller size
- * are kept. On failure p is untouched and NULL is returned. */
+/* realloc(NULL, n) is malloc(n); realloc(p, 0) frees p and returns NULL, as
+ * glibc does; contents up to the smaller size are kept. On failure p is
+ * untouched and NULL is returned with errno = ENOMEM. */
 void* spanmap_realloc(void* p, size_t size) SPANMAP_NOEXCEPT;
 void spanmap_free(void* p) SPANMAP_NOEXCEPT;
-/* size must be the size that was requested (or anything up to the usable
- * size); a size of another class stops the process. */
+/* size: the size that was requested (anything up to the usable size is
+ * accepted); a size larger than the block stops the process. */
 void spanmap_free_sized(void* p, size_t size) SPANMAP_NOEXCEPT;
 /* alignment: any power of two (EINVAL otherwise). */
 void* spanmap_aligned_alloc(size_t alignment, size_t size) SPANMAP_NOEXCEPT;
