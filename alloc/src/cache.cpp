@@ -60,10 +60,9 @@ mcache* attach() noexcept {
     return mc;
 }
 
-void thread_exit(void* arg) noexcept {
-    auto* mc = static_cast<mcache*>(arg);
-    // From here on this thread allocates straight from mcentral.
-    tls_cache = exited_cache;
+// Hands every object of mc back to mcentral, folds its counters into the
+// retired totals and parks it for the next thread.
+void retire(mcache* mc) noexcept {
     for (unsigned c = 1; c < num_classes; ++c) {
         flush_bin(mc, c, 0);
         cache_bin& b = mc->bins[c];
@@ -86,16 +85,64 @@ void thread_exit(void* arg) noexcept {
     ++g.nparked;
 }
 
+void thread_exit(void* arg) noexcept {
+    // From here on this thread allocates straight from mcentral.
+    tls_cache = exited_cache;
+    retire(static_cast<mcache*>(arg));
+}
+
+// fork: the child must not inherit a lock held by a thread that does not
+// exist there. Every allocator lock is taken before fork, in the one order
+// the allocator nests them (init, each mcentral by class, mheap, caches).
+void fork_prepare() noexcept {
+    g.init_lock.lock();
+    for (unsigned c = 1; c < num_classes; ++c) g.central[c].lock().lock();
+    g.heap.lock().lock();
+    g.caches_lock.lock();
+}
+
+void fork_parent() noexcept {
+    g.caches_lock.unlock();
+    g.heap.lock().unlock();
+    for (unsigned c = num_classes - 1; c >= 1; --c) g.central[c].lock().unlock();
+    g.init_lock.unlock();
+}
+
+void fork_child() noexcept {
+    fork_parent();
+    // Only the forking thread lives on in the child: the caches of the others
+    // would hold their objects forever, so they are emptied and parked now.
+    for (;;) {
+        mcache* orphan = nullptr;
+        {
+            lock_guard lk(g.caches_lock);
+            for (mcache* mc = g.live; mc != nullptr; mc = mc->next)
+                if (mc != tls_cache) {
+                    orphan = mc;
+                    break;
+                }
+        }
+        if (orphan == nullptr) break;
+        retire(orphan);
+    }
+}
+
 }  // namespace
 
 void init_slow() noexcept {
-    lock_guard lk(g.init_lock);
-    if (g.init_state.load(std::memory_order_relaxed) == 2) return;
-    for (unsigned c = 0; c < num_classes; ++c) g.central[c].init(c, &g.heap);
-    g.free_key = os_random();
-    if (pthread_key_create(&g.exit_key, thread_exit) != 0)
-        fatal("init", nullptr, "no pthread key left for thread-exit cleanup");
-    g.init_state.store(2, std::memory_order_release);
+    {
+        lock_guard lk(g.init_lock);
+        if (g.init_state.load(std::memory_order_relaxed) == 2) return;
+        for (unsigned c = 0; c < num_classes; ++c) g.central[c].init(c, &g.heap);
+        g.free_key = os_random();
+        if (pthread_key_create(&g.exit_key, thread_exit) != 0)
+            fatal("init", nullptr, "no pthread key left for thread-exit cleanup");
+        g.init_state.store(2, std::memory_order_release);
+    }
+    // Registered once the allocator is usable and outside the init lock:
+    // glibc may allocate to record the handlers, which must not recurse into
+    // an initialisation in progress.
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept {

@@ -1,0 +1,207 @@
+// The malloc replacement: libspanmap_malloc.so, for LD_PRELOAD or for linking
+// ahead of the C library. Every allocation entry point of glibc and of the C++
+// runtime lands here and goes to the spanmap API.
+//
+// The traps, and how they are met:
+//   * Calls arrive before any constructor runs and from inside the loader:
+//     the allocator initialises lazily on first use, from constant-initialised
+//     state, and its initialisation allocates nothing.
+//   * GCC rewrites malloc+memset into calloc: every allocator source is built
+//     with -fno-builtin-malloc/-calloc/-free, so that never recurses.
+//   * Thread-local state is one initial-exec pointer plus a pthread key; a
+//     C++ thread_local with a destructor would call calloc from inside
+//     __cxa_thread_atexit. Calls after the thread's cleanup ran are served
+//     straight from mcentral (see cache.h).
+//   * fork: handlers registered at first initialisation take every allocator
+//     lock in one order (see fork_prepare in cache.cpp).
+//   * free keeps errno; posix_memalign reports EINVAL for a bad alignment;
+//     pvalloc(0) is one page; realloc(p, 0) frees p and returns NULL (glibc's
+//     behaviour); a pointer from another heap stops the process with a message.
+//
+// Exports are limited by malloc_override.map, so the allocator's internals
+// bind inside the library and never to a copy elsewhere in the process.
+#include <spanmap/alloc.h>
+#include <spanmap/spanmap.h>
+
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <new>
+
+#define SPANMAP_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace {
+
+constexpr std::size_t os_page = 4096;  // what valloc and pvalloc mean by a page
+
+bool is_pow2(std::size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+void* aligned_or_enomem(std::size_t align, std::size_t size) {
+    if (align <= 16) return spanmap_malloc(size);
+    return spanmap_aligned_alloc(align, size);
+}
+
+// memalign and friends take any alignment: glibc rounds it up to a power of two.
+void* memalign_impl(std::size_t align, std::size_t size) {
+    if (align > (SIZE_MAX >> 1) + 1) {
+        errno = EINVAL;
+        return nullptr;
+    }
+    if (!is_pow2(align)) align = std::size_t{1} << (64 - __builtin_clzll(align));
+    return aligned_or_enomem(align, size);
+}
+
+void* new_impl(std::size_t size, std::size_t align) {
+    for (;;) {
+        void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap_malloc(size) : spanmap_aligned_alloc(align, size);
+        if (p != nullptr) return p;
+        std::new_handler handler = std::get_new_handler();
+        if (handler == nullptr) throw std::bad_alloc();
+        handler();
+    }
+}
+
+void* new_nothrow(std::size_t size, std::size_t align) noexcept {
+    try {
+        return new_impl(size, align);
+    } catch (...) {
+        return nullptr;
+    }
+}
+
+}  // namespace
+
+// --- C ------------------------------------------------------------------------
+
+SPANMAP_EXPORT void* malloc(std::size_t size) { return spanmap_malloc(size); }
+SPANMAP_EXPORT void free(void* p) { spanmap_free(p); }
+SPANMAP_EXPORT void cfree(void* p) { spanmap_free(p); }
+SPANMAP_EXPORT void* calloc(std::size_t n, std::size_t size) { return spanmap_calloc(n, size); }
+SPANMAP_EXPORT void* realloc(void* p, std::size_t size) { return spanmap_realloc(p, size); }
+
+SPANMAP_EXPORT void* reallocarray(void* p, std::size_t n, std::size_t size) {
+    std::size_t bytes = 0;
+    if (__builtin_mul_overflow(n, size, &bytes)) {
+        errno = ENOMEM;
+        return nullptr;
+    }
+    return spanmap_realloc(p, bytes);
+}
+
+SPANMAP_EXPORT void* memalign(std::size_t align, std::size_t size) { return memalign_impl(align, size); }
+
+SPANMAP_EXPORT void* aligned_alloc(std::size_t align, std::size_t size) {
+    if (!is_pow2(align)) {
+        errno = EINVAL;
+        return nullptr;
+    }
+    return aligned_or_enomem(align, size);
+}
+
+SPANMAP_EXPORT int posix_memalign(void** out, std::size_t align, std::size_t size) {
+    if (!is_pow2(align) || align % sizeof(void*) != 0) return EINVAL;
+    const int saved = errno;
+    void* p = aligned_or_enomem(align, size);
+    errno = saved;
+    if (p == nullptr) return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+SPANMAP_EXPORT void* valloc(std::size_t size) { return aligned_or_enomem(os_page, size); }
+
+SPANMAP_EXPORT void* pvalloc(std::size_t size) {
+    if (size > SIZE_MAX - os_page) {
+        errno = ENOMEM;
+        return nullptr;
+    }
+    const std::size_t rounded = size == 0 ? os_page : (size + os_page - 1) & ~(os_page - 1);
+    return aligned_or_enomem(os_page, rounded);
+}
+
+SPANMAP_EXPORT std::size_t malloc_usable_size(void* p) { return spanmap_usable_size(p); }
+SPANMAP_EXPORT void free_sized(void* p, std::size_t size) { spanmap_free_sized(p, size); }
+SPANMAP_EXPORT void free_aligned_sized(void* p, std::size_t align, std::size_t size) {
+    spanmap_free_aligned_sized(p, align, size);
+}
+
+// glibc's internal names, called by parts of glibc itself and by programs
+// that want "the real malloc".
+SPANMAP_EXPORT void* __libc_malloc(std::size_t size) { return spanmap_malloc(size); }
+SPANMAP_EXPORT void __libc_free(void* p) { spanmap_free(p); }
+SPANMAP_EXPORT void* __libc_calloc(std::size_t n, std::size_t size) { return spanmap_calloc(n, size); }
+SPANMAP_EXPORT void* __libc_realloc(void* p, std::size_t size) { return spanmap_realloc(p, size); }
+SPANMAP_EXPORT void* __libc_memalign(std::size_t align, std::size_t size) { return memalign_impl(align, size); }
+SPANMAP_EXPORT void* __libc_valloc(std::size_t size) { return valloc(size); }
+SPANMAP_EXPORT void* __libc_pvalloc(std::size_t size) { return pvalloc(size); }
+SPANMAP_EXPORT int __posix_memalign(void** out, std::size_t align, std::size_t size) {
+    return posix_memalign(out, align, size);
+}
+
+// Nothing to trim yet beyond the calling thread's cache; returns 1 when memory
+// was released, as glibc does.
+SPANMAP_EXPORT int malloc_trim(std::size_t /*pad*/) {
+    spanmap_thread_cache_flush();
+    return 0;
+}
+
+// glibc's tuning knobs do not apply; accepting them keeps programs that set
+// them running.
+SPANMAP_EXPORT int mallopt(int /*param*/, int /*value*/) { return 1; }
+
+SPANMAP_EXPORT struct mallinfo2 mallinfo2() {
+    const spanmap::debug::heap_info h = spanmap::debug::read_heap_info();
+    struct mallinfo2 mi {};
+    constexpr std::size_t page = 8192;
+    mi.arena = (h.pages_in_use + h.pages_free) * page;  // address space of the heap
+    mi.hblks = h.large_objects;
+    mi.uordblks = h.pages_in_use * page;                // bytes in spans
+    mi.fordblks = h.pages_free * page;                  // bytes in free pages
+    mi.fsmblks = h.cached_bytes;                        // free objects in thread caches
+    mi.keepcost = 0;
+    return mi;
+}
+
+SPANMAP_EXPORT struct mallinfo mallinfo() {
+    const struct mallinfo2 m2 = mallinfo2();
+    struct mallinfo mi {};
+    mi.arena = static_cast<int>(m2.arena);
+    mi.hblks = static_cast<int>(m2.hblks);
+    mi.uordblks = static_cast<int>(m2.uordblks);
+    mi.fordblks = static_cast<int>(m2.fordblks);
+    mi.fsmblks = static_cast<int>(m2.fsmblks);
+    return mi;
+}
+
+// --- C++: the 20 replaceable operator new / operator delete forms --------------
+
+#define SPANMAP_NEW_EXPORT __attribute__((visibility("default")))
+
+SPANMAP_NEW_EXPORT void* operator new(std::size_t n) { return new_impl(n, 0); }
+SPANMAP_NEW_EXPORT void* operator new[](std::size_t n) { return new_impl(n, 0); }
+SPANMAP_NEW_EXPORT void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0); }
+SPANMAP_NEW_EXPORT void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n, 0); }
+SPANMAP_NEW_EXPORT void* operator new(std::size_t n, std::align_val_t a) { return new_impl(n, static_cast<std::size_t>(a)); }
+SPANMAP_NEW_EXPORT void* operator new[](std::size_t n, std::align_val_t a) { return new_impl(n, static_cast<std::size_t>(a)); }
+SPANMAP_NEW_EXPORT void* operator new(std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    return new_nothrow(n, static_cast<std::size_t>(a));
+}
+SPANMAP_NEW_EXPORT void* operator new[](std::size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
+    return new_nothrow(n, static_cast<std::size_t>(a));
+}
+
+SPANMAP_NEW_EXPORT void operator delete(void* p) noexcept { spanmap_free(p); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p) noexcept { spanmap_free(p); }
+SPANMAP_NEW_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { spanmap_free(p); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { spanmap_free(p); }
+SPANMAP_NEW_EXPORT void operator delete(void* p, std::size_t n) noexcept { spanmap_free_sized(p, n); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p, std::size_t n) noexcept { spanmap_free_sized(p, n); }
+SPANMAP_NEW_EXPORT void operator delete(void* p, std::align_val_t) noexcept { spanmap_free(p); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { spanmap_free(p); }
+SPANMAP_NEW_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { spanmap_free(p); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { spanmap_free(p); }
+SPANMAP_NEW_EXPORT void operator delete(void* p, std::size_t n, std::align_val_t) noexcept { spanmap_free_sized(p, n); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p, std::size_t n, std::align_val_t) noexcept { spanmap_free_sized(p, n); }
