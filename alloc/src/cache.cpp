@@ -150,9 +150,14 @@ void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept {
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
     if (n <= keep) return;
     const std::uint32_t out = n - keep;
-    g.central[c].release(b.slots, out);
+    // The bin gives the objects up before mcentral takes them, so that at no
+    // instant is an object in both: a fork taken in between (the child keeps
+    // this thread's cache but not this thread) must not see it twice.
+    void* leaving[bin_max_objects];
+    std::memcpy(leaving, b.slots, out * sizeof(void*));
     std::memmove(b.slots, b.slots + out, keep * sizeof(void*));
-    b.count.store(keep, std::memory_order_relaxed);
+    b.count.store(keep, std::memory_order_release);
+    g.central[c].release(leaving, out);
 }
 
 void* alloc_small_slow(unsigned c) noexcept {
@@ -171,7 +176,7 @@ void* alloc_small_slow(unsigned c) noexcept {
     if (b.count.load(std::memory_order_relaxed) == 0) {
         const std::size_t got = g.central[c].fill(b.slots, bin_batch(c));
         if (got == 0) return nullptr;
-        b.count.store(static_cast<std::uint32_t>(got), std::memory_order_relaxed);
+        b.count.store(static_cast<std::uint32_t>(got), std::memory_order_release);
     }
     return alloc_small(c);
 }
@@ -189,7 +194,7 @@ void free_small_slow(unsigned c, void* p) noexcept {
     if (b.count.load(std::memory_order_relaxed) == b.cap) flush_bin(mc, c, b.cap - bin_batch(c));
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
     b.slots[n] = p;
-    b.count.store(n + 1, std::memory_order_relaxed);
+    b.count.store(n + 1, std::memory_order_release);
     bump(b.nfree);
 }
 

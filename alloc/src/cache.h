@@ -142,8 +142,11 @@ inline void free_small(unsigned c, void* p) noexcept {
         cache_bin& b = mc->bins[c];
         const std::uint32_t n = b.count.load(std::memory_order_relaxed);
         if (__builtin_expect(n < b.cap, 1)) {
+            // Release order (free on x86) keeps the slot written before the
+            // count that exposes it: a fork child inherits this cache and
+            // must not read a stale slot.
             b.slots[n] = p;
-            b.count.store(n + 1, std::memory_order_relaxed);
+            b.count.store(n + 1, std::memory_order_release);
             bump(b.nfree);
             return;
         }

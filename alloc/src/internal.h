@@ -68,7 +68,7 @@ inline unsigned size_class_malloc(std::size_t n) {
 inline unsigned size_class_aligned(std::size_t n, std::size_t align) {
     if (align <= 8) return size_class_8(n);
     if (align <= 16) return size_class_malloc(n < 16 ? 16 : n);
-    if (align > page_size) return 0;
+    if (align > page_size || n > max_small_size) return 0;
     n = (n + align - 1) & ~(align - 1);
     for (unsigned c = size_class_8(n); c != 0 && c < num_classes; ++c)
         if (sc::class_size[c] % align == 0) return c;

@@ -12,8 +12,10 @@ cd "$work"
 
 on_spanmap() { LD_PRELOAD="$preload" "$@"; }
 
-# The preload takes: a preloaded process has the library mapped.
-on_spanmap cat /proc/self/maps | grep -q libspanmap_malloc
+# The preload takes: a preloaded process has the library mapped. (Read into a
+# variable: grep -q closing a pipe early would fail the script under pipefail.)
+maps=$(on_spanmap cat /proc/self/maps)
+[[ $maps == *libspanmap_malloc* ]] || { echo "the preload did not take" >&2; exit 1; }
 
 case "$case_name" in
 python)
