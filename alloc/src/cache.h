@@ -23,6 +23,8 @@
 
 #include "central.h"
 
+#include <pthread.h>
+
 namespace spanmap::detail {
 
 // Bin bounds: a bin may hold up to 32 KiB of objects, but never fewer than 2

@@ -5,7 +5,9 @@
 
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <linux/futex.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -65,6 +67,40 @@ void fatal(const char* what, const void* ptr, const char* detail) noexcept {
     write_stderr(detail);
     write_stderr("\n");
     std::abort();
+}
+
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
+}  // namespace
+
+void mutex::lock_slow() noexcept {
+    // A short spin first: critical sections are a few hundred nanoseconds.
+    for (int i = 0; i < 100; ++i) {
+        int expected = 0;
+        if (state_.load(std::memory_order_relaxed) == 0 &&
+            state_.compare_exchange_weak(expected, 1, std::memory_order_acquire))
+            return;
+        cpu_relax();
+    }
+    // Mark the lock contended; whoever unlocks it then wakes a sleeper.
+    const int saved = errno;
+    while (state_.exchange(2, std::memory_order_acquire) != 0)
+        ::syscall(SYS_futex, reinterpret_cast<int*>(&state_), FUTEX_WAIT_PRIVATE, 2, nullptr, nullptr, 0);
+    errno = saved;
+}
+
+void mutex::wake_one() noexcept {
+    const int saved = errno;
+    ::syscall(SYS_futex, reinterpret_cast<int*>(&state_), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+    errno = saved;
 }
 
 void* os_map(std::size_t bytes) noexcept {
