@@ -1,0 +1,1679 @@
+#pragma once
+// spanmap::map — Go's classic hash map (runtime/map.go of Go 1.19–1.22, before
+// the Swiss tables of Go 1.24) in C++20, with its buckets in the arena.
+//
+// ## Buckets
+//
+// A map is an array of 2^B buckets. The low B bits of a key's hash pick its
+// bucket; the top 8 bits ("tophash") are kept in the bucket so that a probe
+// compares one byte per slot and touches a key only when the byte matches.
+// A bucket holds 8 slots; a ninth key for a bucket goes into an overflow
+// bucket chained behind it. Keys and values are kept apart, so that padding is
+// paid once per 8 slots rather than once per entry (map<uint64_t, uint8_t>
+// needs 8+64+8+8 = 88 bytes per bucket, not 8+128+8):
+//
+//   struct bucket {                  // alignas(max(alignof(key), alignof(value), alignof(bucket*)))
+//       uint8_t  tophash[8];         // top byte of each slot's hash, or a marker (below)
+//       Key      keys[8];            // Key* when the key is stored indirectly
+//       T        values[8];          // T*   when the value is stored indirectly
+//       bucket*  overflow;           // next bucket of this chain, or nullptr
+//   };                               // padding between the parts as alignment needs
+//
+// A key or value bigger than 128 bytes is stored indirectly (a pointer in the
+// slot to an object allocated separately), as in Go; so is one whose move
+// constructor may throw, because evacuation moves entries and must not fail
+// half-way. All memory — bucket arrays, overflow buckets, indirect keys and
+// values — comes from the map's Allocator, rebound with std::allocator_traits.
+// From B = 4 on, an array carries 2^(B-4) extra buckets that serve as the
+// first overflow buckets, and it is rounded up to what the allocator really
+// hands out (Go's roundupsize; spanmap::good_size for the arena allocator).
+//
+// ## Growth
+//
+// Only an insert of a new key starts a growth, and only when no growth is in
+// progress:
+//   - to 2^(B+1) buckets when count+1 > 8 and count+1 > 6.5 * 2^B (the load factor);
+//   - to 2^B buckets again ("same-size growth") when the map has made
+//     noverflow >= 2^min(B, 15) overflow buckets since its last growth: erase
+//     leaves holes that inserts into other buckets cannot use, and rebuilding
+//     the chains packs the entries again.
+// The old array is kept and evacuated incrementally: every insert and every
+// erase-by-key first evacuates the old bucket its key hashes to, then the
+// oldest not-yet-evacuated bucket (Go's growWork: at most two old buckets per
+// write). Evacuating old bucket i moves its entries to new bucket i ("X") or,
+// when doubling, i + 2^oldB ("Y"), as the next hash bit says. Lookups read an
+// old bucket for as long as it is not evacuated and never move anything. When
+// the last old bucket is evacuated, the old array goes back to the allocator;
+// an old bucket's separately allocated overflow buckets go back as soon as
+// that bucket is evacuated (no iterator survives the write that moved them).
+//
+// No operation does O(n) work for a growth. The new array is not cleared when
+// it is allocated: new bucket j is first written by the evacuation of its only
+// source, old bucket j mod 2^oldB, which initialises its destinations before
+// moving anything into them; inserts evacuate their key's old bucket before
+// touching the new one; lookups and iterators read new bucket j only once that
+// source is evacuated. So the new array's pages are first touched, bucket by
+// bucket, as evacuation reaches them. reserve() on an empty map is Go's
+// make(map, n): that array is cleared at once (the arena allocator hands out
+// fresh pages already zero without a memset: spanmap::allocate_zeroed), and so
+// is the array of a reserve() that more than doubles a non-empty map, or of a
+// shrink_to_fit() — explicit requests for an array of that size.
+//
+// Beyond Go (golang/go#20135): shrink_to_fit() starts the same incremental
+// regrow towards the smallest B for the current count; each old bucket then
+// pours into bucket i mod 2^B of the smaller array.
+//
+// ## Iterators and references
+//
+// Slots are laid out as keys[8] then values[8], so there is no
+// std::pair<const Key, T> object to refer to: *it is an entry_ref, a pair of
+// references {const Key& first; T& second;}. it->first, it->second and
+// `for (auto&& [k, v] : m)` / `for (const auto& [k, v] : m)` work as with
+// std::unordered_map; `for (auto& kv : m)` does not (a reference cannot bind to
+// the proxy). The iterators are C++20 forward iterators (iterator_concept);
+// their iterator_category is input_iterator_tag because *it is not a
+// value_type&.
+//
+//   - Iterating a map that is not modified visits every entry once, in a fixed order.
+//   - find(), contains(), count(), at() and iteration never move entries.
+//   - An insert, emplace, operator[], erase(key), reserve(), shrink_to_fit(),
+//     clear() or assignment may move entries (evacuation) and invalidates
+//     every iterator, pointer and reference into the map.
+//   - erase(iterator) moves nothing: it invalidates only the erased entry and
+//     returns the next one, also in the middle of a growth, so
+//       for (auto it = m.begin(); it != m.end();) it = pred(*it) ? m.erase(it) : std::next(it);
+//     visits every entry once. (erase(iterator) does no evacuation work.)
+//   - begin() walks to the first non-empty chain, so it is O(buckets) on a
+//     sparse map (as in every open table); the loop above is O(n + buckets).
+//
+// ## Misuse
+//
+// A write that starts while another write is in progress (from another thread,
+// or from a hash function or element constructor re-entering the map) stops the
+// process with "fatal error: concurrent map writes", and a lookup during a
+// write with "concurrent map read and map write" (Go's hashWriting flag). This
+// is a best-effort check, not synchronisation.
+//
+// ## Exceptions
+//
+// If the hash, the key comparison or an element's constructor throws during
+// an insert, the map's contents are unchanged and nothing leaks. An insert
+// computes the hash first, evacuates (evacuation does all that can fail —
+// hashing the entries it moves, allocating the overflow buckets it may need —
+// before it moves anything), then compares keys, then constructs the new entry
+// in its slot and only then publishes it (tophash, count). A growth may have
+// been started by then; that moves no entry and changes no contents.
+
+#include <spanmap/alloc.h>
+#include <spanmap/hash.h>
+#include <spanmap/map_stats.h>
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <initializer_list>
+#include <iterator>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace spanmap {
+
+// *it of a map iterator: references to the key and the value of one slot.
+// K is const Key; V is T (iterator) or const T (const_iterator).
+template <class K, class V>
+struct entry_ref {
+    K& first;
+    V& second;
+
+    constexpr entry_ref(K& k, V& v) noexcept : first(k), second(v) {}
+    // iterator's reference -> const_iterator's reference
+    template <class V2>
+        requires(std::is_same_v<const V2, V> && !std::is_same_v<V2, V>)
+    constexpr entry_ref(const entry_ref<K, V2>& r) noexcept : first(r.first), second(r.second) {}
+    // Views of a value_type, so that std::common_reference (and with it the
+    // C++20 iterator concepts) relates entry_ref and std::pair<const Key, T>.
+    template <class U>
+        requires std::is_convertible_v<U&, V&>
+    constexpr entry_ref(std::pair<K, U>& p) noexcept : first(p.first), second(p.second) {}
+    template <class U>
+        requires std::is_convertible_v<const U&, V&>
+    constexpr entry_ref(const std::pair<K, U>& p) noexcept : first(p.first), second(p.second) {}
+
+    // A copy as a pair (std::pair<const Key, T>, std::pair<Key, T>, ...).
+    template <class A, class B>
+        requires(std::is_constructible_v<A, K&> && std::is_constructible_v<B, V&>)
+    constexpr operator std::pair<A, B>() const {
+        return std::pair<A, B>(first, second);
+    }
+};
+
+namespace detail {
+
+// tophash markers: the byte of a slot that holds no entry, or of a slot of an
+// old bucket that has been evacuated (Go's names and values).
+enum tophash_marker : std::uint8_t {
+    empty_rest = 0,       // empty, and so is every later slot of this chain
+    empty_one = 1,        // empty
+    evacuated_x = 2,      // entry moved to the same index of the new array
+    evacuated_y = 3,      // entry moved to another index of the new array
+    evacuated_empty = 4,  // empty, and the bucket is evacuated
+    min_top_hash = 5,     // a live slot's tophash is at least this
+};
+static_assert(empty_rest == 0,
+              "a cleared bucket (zero bytes, e.g. from allocate_zeroed) must read as empty_rest in every slot");
+static_assert(empty_one == empty_rest + 1, "is_empty(t) is t <= empty_one");
+static_assert(evacuated_y == evacuated_x + 1,
+              "evacuation writes evacuated_x + use_y, use_y being 0 (X) or 1 (Y)");
+static_assert(min_top_hash == evacuated_empty + 1,
+              "tophash_of() lifts every hash byte below min_top_hash by min_top_hash, so a live slot's byte is "
+              ">= min_top_hash and can never be read as a marker");
+
+inline constexpr unsigned bucket_cnt = 8;            // slots per bucket
+inline constexpr std::size_t max_direct_size = 128;  // bigger keys and values are stored indirectly
+
+// Load factor 6.5 (entries per bucket) as 13/2, so the trigger is integer
+// arithmetic. Go chose it from this measurement of maximally loaded tables
+// (just before they grow), 8-byte keys and values, 64-bit. Columns: buckets
+// that have an overflow bucket; overhead bytes per key/value pair; entries
+// checked to find a present key; entries checked to miss (counting every
+// entry of the chain, before tophash filtering):
+//
+//   load factor   buckets with overflow   bytes/entry   hit probe   miss probe
+//       4.0               2.1 %              20.8          3.00         4.0
+//       4.5               4.1 %              17.3          3.25         4.5
+//       5.0               6.9 %              14.8          3.50         5.0
+//       5.5              10.6 %              12.9          3.75         5.5
+//       6.0              15.3 %              11.7          4.00         6.0
+//       6.5              20.9 %              10.8          4.25         6.5
+//       7.0              27.1 %              10.2          4.50         7.0
+//       7.5              34.0 %               9.7          4.75         7.5
+//       8.0              41.1 %               9.4          5.00         8.0
+//
+// 6.5 is where bytes per entry stop falling fast while a fifth of the buckets
+// have an overflow bucket. (go1.21 computed 13*(2^B/2) as 6*2^B by an integer
+// slip, golang/go#63438; ours is 6.5.) The bench BM_LoadFactorTable in
+// bench/map_bench.cpp re-measures all four columns with spanmap::hash (and,
+// up to 6.5, the first two on a real spanmap::map); it lands within 0.5 of
+// every number above.
+inline constexpr std::size_t load_factor_num = 13;
+inline constexpr std::size_t load_factor_den = 2;
+
+// Go's overLoadFactor: would `count` entries overload 2^B buckets?
+constexpr bool over_load_factor(std::size_t count, std::uint8_t B) noexcept {
+    return count > bucket_cnt && count > load_factor_num * ((std::size_t{1} << B) / load_factor_den);
+}
+
+// Go's tooManyOverflowBuckets: about as many overflow buckets as buckets
+// (capped at 2^15, since noverflow is approximate from B = 16 on).
+constexpr bool too_many_overflow_buckets(std::uint32_t noverflow, std::uint8_t B) noexcept {
+    return noverflow >= (std::uint32_t{1} << std::min<std::uint8_t>(B, 15));
+}
+
+// The smallest B that holds n entries without growing (Go's makemap).
+constexpr std::uint8_t b_for_count(std::size_t n) noexcept {
+    std::uint8_t B = 0;
+    while (over_load_factor(n, B)) ++B;
+    return B;
+}
+
+constexpr std::uint8_t tophash_of(std::uint64_t hash) noexcept {
+    const auto top = static_cast<std::uint8_t>(hash >> 56);
+    return top < min_top_hash ? static_cast<std::uint8_t>(top + min_top_hash) : top;
+}
+
+constexpr std::size_t round_up(std::size_t n, std::size_t align) noexcept { return (n + align - 1) / align * align; }
+
+// A bucket's 8 tophash bytes read as one word, slot i in byte i (bits
+// 8i..8i+7), so a probe tests all 8 slots with a few word operations instead
+// of a loop. Each test returns a mask with the high bit of every selected
+// byte set; slots are taken from it lowest first (the order of the slots).
+struct tophash_word {
+    static constexpr std::uint64_t lsb = 0x0101010101010101ULL;
+    static constexpr std::uint64_t msb = 0x8080808080808080ULL;
+
+    std::uint64_t w;
+
+    static tophash_word load(const unsigned char* tophash) noexcept {
+        std::uint64_t w;
+        std::memcpy(&w, tophash, sizeof w);
+        if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
+        return {w};
+    }
+    // Exactly the zero bytes: (b & 0x7f) + 0x7f carries into bit 7 for any
+    // nonzero low bits and never into the next byte.
+    static constexpr std::uint64_t zero_bytes(std::uint64_t x) noexcept { return ~(((x & ~msb) + ~msb) | x) & msb; }
+    constexpr std::uint64_t matching(std::uint8_t top) const noexcept { return zero_bytes(w ^ (lsb * top)); }
+    constexpr std::uint64_t empty() const noexcept { return zero_bytes(w & ~lsb); }  // empty_rest or empty_one
+    constexpr bool has_empty_rest() const noexcept { return zero_bytes(w) != 0; }
+
+    static constexpr unsigned first(std::uint64_t mask) noexcept { return static_cast<unsigned>(std::countr_zero(mask)) / 8; }
+};
+static_assert(tophash_word::zero_bytes(0x0100ff7f80000001ULL) == 0x0080000000808000ULL);
+static_assert(tophash_word{0x0100ff7f80000001ULL}.empty() == 0x8080000000808080ULL,
+              "empty() selects the bytes equal to empty_rest (0) or empty_one (1)");
+
+// Stored behind a pointer: too big to copy around in buckets (Go's rule), or
+// a move that may throw (evacuation must not fail half-way).
+template <class U>
+inline constexpr bool stored_indirectly = sizeof(U) > max_direct_size || !std::is_nothrow_move_constructible_v<U>;
+
+template <class A>
+inline constexpr bool is_spanmap_allocator = false;
+template <class U>
+inline constexpr bool is_spanmap_allocator<spanmap::allocator<U>> = true;
+
+// Does H take the map's seed itself (spanmap::hash does), or do we mix it in?
+template <class H, class K>
+concept seeded_hasher = requires(const H& h, const K& k, std::uint64_t seed) {
+    { h(k, seed) } -> std::convertible_to<std::uint64_t>;
+};
+
+template <class H, class K>
+consteval bool nothrow_hasher() {
+    if constexpr (seeded_hasher<H, K>) {
+        return noexcept(std::declval<const H&>()(std::declval<const K&>(), std::uint64_t{}));
+    } else {
+        return noexcept(std::declval<const H&>()(std::declval<const K&>()));
+    }
+}
+
+[[noreturn]] inline void fatal(const char* what) noexcept {
+    // stderr is unbuffered: nothing is allocated on the way out.
+    std::fputs("fatal error: ", stderr);
+    std::fputs(what, stderr);
+    std::fputc('\n', stderr);
+    std::abort();
+}
+
+template <class Ref>
+struct arrow_proxy {
+    Ref ref;
+    Ref* operator->() noexcept { return &ref; }
+};
+
+}  // namespace detail
+
+template <class Key, class T, class Hash = spanmap::hash<Key>, class KeyEqual = std::equal_to<Key>,
+          class Allocator = spanmap::allocator<std::pair<const Key, T>>>
+class map {
+public:
+    using key_type = Key;
+    using mapped_type = T;
+    using value_type = std::pair<const Key, T>;
+    using size_type = std::size_t;
+    using difference_type = std::ptrdiff_t;
+    using hasher = Hash;
+    using key_equal = KeyEqual;
+    using allocator_type = Allocator;
+    using reference = entry_ref<const Key, T>;
+    using const_reference = entry_ref<const Key, const T>;
+
+    static_assert(std::is_same_v<typename std::allocator_traits<Allocator>::value_type, value_type>,
+                  "Allocator::value_type must be std::pair<const Key, T>");
+
+private:
+    // --- bucket layout (see the pseudo-struct above) ---------------------------
+    static constexpr bool indirect_key = detail::stored_indirectly<Key>;
+    static constexpr bool indirect_value = detail::stored_indirectly<T>;
+    using key_slot = std::conditional_t<indirect_key, Key*, Key>;
+    using value_slot = std::conditional_t<indirect_value, T*, T>;
+
+    struct bucket;
+    struct layout {
+        static constexpr std::size_t keys = detail::round_up(detail::bucket_cnt, alignof(key_slot));
+        static constexpr std::size_t values =
+            detail::round_up(keys + detail::bucket_cnt * sizeof(key_slot), alignof(value_slot));
+        static constexpr std::size_t overflow =
+            detail::round_up(values + detail::bucket_cnt * sizeof(value_slot), alignof(bucket*));
+        static constexpr std::size_t align = std::max({alignof(key_slot), alignof(value_slot), alignof(bucket*)});
+        static constexpr std::size_t size = detail::round_up(overflow + sizeof(bucket*), align);
+    };
+    struct alignas(layout::align) bucket {
+        unsigned char raw[layout::size];
+    };
+    static_assert(sizeof(bucket) == layout::size);
+
+    // --- allocators -------------------------------------------------------------
+    using alloc_traits = std::allocator_traits<Allocator>;
+    template <class U>
+    using rebind = typename alloc_traits::template rebind_alloc<U>;
+    template <class U>
+    using rebind_traits = std::allocator_traits<rebind<U>>;
+    using bucket_traits = rebind_traits<bucket>;
+    static_assert(std::is_same_v<typename bucket_traits::pointer, bucket*>,
+                  "spanmap::map needs an allocator whose pointer type is a plain pointer");
+
+    static constexpr bool hash_nothrow = detail::nothrow_hasher<Hash, Key>();
+    static constexpr bool transparent = requires { typename Hash::is_transparent; } &&
+                                        (requires { typename KeyEqual::is_transparent; } ||
+                                         std::is_same_v<KeyEqual, std::equal_to<Key>>);
+
+    // --- the map header (Go's hmap) -----------------------------------------------
+    struct hmap {
+        std::size_t count = 0;             // live entries
+        bucket* buckets = nullptr;         // 2^B chain heads, then preallocated overflow buckets
+        std::size_t nalloc = 0;            // buckets in that allocation
+        std::size_t next_overflow = 0;     // next preallocated overflow bucket (== nalloc: none left)
+        bucket* oldbuckets = nullptr;      // the array being evacuated; nullptr when not growing
+        std::size_t old_nalloc = 0;
+        std::size_t nevacuate = 0;         // every old bucket below this index is evacuated
+        std::size_t nevacuated = 0;        // old buckets evacuated so far
+        std::size_t overflow_in_use = 0;   // overflow buckets linked into chains
+        std::size_t overflow_owned = 0;    // separately allocated overflow buckets (linked or spare)
+        bucket* spares = nullptr;          // owned overflow buckets set aside for an evacuation
+        std::size_t nspares = 0;
+        std::uint64_t seed = detail::thread_random();
+        std::uint32_t noverflow = 0;       // Go's approximate overflow count since the last growth
+        std::uint8_t B = 0;                // log2 of the chain heads in buckets
+        std::uint8_t oldB = 0;             // log2 of the chain heads in oldbuckets
+        bool lazy = false;                 // new buckets initialised as their old bucket is evacuated
+    };
+
+    // Go's hashWriting, kept outside hmap so that swapping or stealing a
+    // header never carries a write-in-progress flag between maps.
+    static constexpr std::uint8_t hash_writing = 1;
+
+    class write_guard {
+    public:
+        explicit write_guard(map& m) noexcept : flags_(m.flags_) {
+            if (flags_ & hash_writing) detail::fatal("concurrent map writes");
+            flags_ ^= hash_writing;
+        }
+        ~write_guard() {
+            if (!(flags_ & hash_writing)) detail::fatal("concurrent map writes");
+            flags_ ^= hash_writing;
+        }
+        write_guard(const write_guard&) = delete;
+        write_guard& operator=(const write_guard&) = delete;
+
+    private:
+        std::uint8_t& flags_;
+    };
+
+    // A slot, and where its chain lives: the chain head is (old ? oldbuckets :
+    // buckets)[idx]. b == nullptr means "none" / end().
+    struct position {
+        bucket* b = nullptr;
+        std::size_t idx = 0;
+        unsigned i = 0;
+        bool old = false;
+    };
+
+public:
+    template <bool Const>
+    class basic_iterator {
+    public:
+        using iterator_concept = std::forward_iterator_tag;
+        using iterator_category = std::input_iterator_tag;
+        using value_type = std::pair<const Key, T>;
+        using difference_type = std::ptrdiff_t;
+        using reference = entry_ref<const Key, std::conditional_t<Const, const T, T>>;
+        using pointer = detail::arrow_proxy<reference>;
+
+        basic_iterator() = default;
+        template <bool C>
+            requires(Const && !C)
+        basic_iterator(const basic_iterator<C>& it) noexcept : m_(it.m_), p_(it.p_) {}
+
+        reference operator*() const noexcept { return reference(key_at(p_.b, p_.i), value_at(p_.b, p_.i)); }
+        pointer operator->() const noexcept { return pointer{**this}; }
+        basic_iterator& operator++() noexcept {
+            ++p_.i;
+            m_->settle(p_);
+            return *this;
+        }
+        basic_iterator operator++(int) noexcept {
+            basic_iterator before = *this;
+            ++*this;
+            return before;
+        }
+        friend bool operator==(const basic_iterator& a, const basic_iterator& b) noexcept {
+            return a.p_.b == b.p_.b && a.p_.i == b.p_.i;
+        }
+
+    private:
+        friend class map;
+        template <bool>
+        friend class basic_iterator;
+        basic_iterator(const map* m, const position& p) noexcept : m_(m), p_(p) {}
+
+        const map* m_ = nullptr;
+        position p_;
+    };
+    using iterator = basic_iterator<false>;
+    using const_iterator = basic_iterator<true>;
+
+    // --- construction -------------------------------------------------------------
+    map() noexcept(noexcept(Hash()) && noexcept(KeyEqual()) && noexcept(Allocator())) : map(0) {}
+    // n: entries to make room for (Go's make(map, n)), not a bucket count.
+    explicit map(size_type n, const Hash& hash = Hash(), const KeyEqual& eq = KeyEqual(),
+                 const Allocator& alloc = Allocator())
+        : hash_(hash), eq_(eq), alloc_(alloc) {
+        if (n) reserve_impl(n);
+    }
+    explicit map(const Allocator& alloc) : alloc_(alloc) {}
+    map(size_type n, const Allocator& alloc) : map(n, Hash(), KeyEqual(), alloc) {}
+    map(size_type n, const Hash& hash, const Allocator& alloc) : map(n, hash, KeyEqual(), alloc) {}
+    template <std::input_iterator It>
+    map(It first, It last, size_type n = 0, const Hash& hash = Hash(), const KeyEqual& eq = KeyEqual(),
+        const Allocator& alloc = Allocator())
+        : map(n, hash, eq, alloc) {
+        insert(first, last);
+    }
+    map(std::initializer_list<value_type> init, size_type n = 0, const Hash& hash = Hash(),
+        const KeyEqual& eq = KeyEqual(), const Allocator& alloc = Allocator())
+        : map(n ? n : init.size(), hash, eq, alloc) {
+        insert(init);
+    }
+
+    map(const map& o) : map(o, alloc_traits::select_on_container_copy_construction(o.alloc_)) {}
+    map(const map& o, const Allocator& alloc) : hash_(o.hash_), eq_(o.eq_), alloc_(alloc) {
+        reserve_impl(o.size());
+        for (auto&& [k, v] : o) emplace_impl(k, make_from(k), make_from(v));
+    }
+    // The allocator is copied, not moved: the moved-from map stays usable and
+    // still needs one (allocator copies compare equal, so ownership is fine).
+    map(map&& o) noexcept : h_(std::exchange(o.h_, hmap{})), hash_(o.hash_), eq_(o.eq_), alloc_(o.alloc_) {}
+    map(map&& o, const Allocator& alloc) : hash_(o.hash_), eq_(o.eq_), alloc_(alloc) {
+        if (alloc_ == o.alloc_) {
+            h_ = std::exchange(o.h_, hmap{});
+        } else {
+            move_elements_from(o);
+        }
+    }
+
+    ~map() { release_all(); }
+
+    map& operator=(const map& o) {
+        if (this == &o) return *this;
+        // Copy, then swap in: a throwing copy leaves *this as it was.
+        constexpr bool pocca = alloc_traits::propagate_on_container_copy_assignment::value;
+        map copy(o, pocca ? o.alloc_ : alloc_);
+        write_guard guard(*this);
+        release_all();
+        h_ = std::exchange(copy.h_, hmap{});
+        if constexpr (pocca) alloc_ = o.alloc_;
+        hash_ = o.hash_;
+        eq_ = o.eq_;
+        return *this;
+    }
+
+    map& operator=(map&& o) noexcept(alloc_traits::propagate_on_container_move_assignment::value ||
+                                     alloc_traits::is_always_equal::value) {
+        if (this == &o) return *this;
+        write_guard guard(*this);
+        hash_ = o.hash_;
+        eq_ = o.eq_;
+        if constexpr (alloc_traits::propagate_on_container_move_assignment::value) {
+            release_all();
+            alloc_ = o.alloc_;
+            h_ = std::exchange(o.h_, hmap{});
+        } else {
+            if (alloc_ == o.alloc_) {
+                release_all();
+                h_ = std::exchange(o.h_, hmap{});
+            } else {
+                // Memory cannot change hands: move the elements one by one.
+                clear_impl();
+                move_elements_from(o);
+            }
+        }
+        return *this;
+    }
+
+    map& operator=(std::initializer_list<value_type> init) {
+        clear();
+        insert(init);
+        return *this;
+    }
+
+    void swap(map& o) noexcept(alloc_traits::propagate_on_container_swap::value ||
+                               alloc_traits::is_always_equal::value) {
+        if (this == &o) return;
+        write_guard guard(*this);
+        write_guard other_guard(o);
+        if constexpr (alloc_traits::propagate_on_container_swap::value) {
+            using std::swap;
+            swap(alloc_, o.alloc_);
+        } else {
+            // As for std containers: swapping maps with unequal allocators
+            // that do not propagate is undefined.
+            assert(alloc_ == o.alloc_);
+        }
+        std::swap(h_, o.h_);
+        std::swap(hash_, o.hash_);
+        std::swap(eq_, o.eq_);
+    }
+    friend void swap(map& a, map& b) noexcept(noexcept(a.swap(b))) { a.swap(b); }
+
+    // --- capacity -----------------------------------------------------------------
+    [[nodiscard]] bool empty() const noexcept { return h_.count == 0; }
+    size_type size() const noexcept { return h_.count; }
+    size_type max_size() const noexcept {
+        rebind<value_type> a(alloc_);
+        return rebind_traits<value_type>::max_size(a);
+    }
+
+    // --- iteration ----------------------------------------------------------------
+    iterator begin() noexcept { return iterator(this, first_position()); }
+    const_iterator begin() const noexcept { return const_iterator(this, first_position()); }
+    const_iterator cbegin() const noexcept { return begin(); }
+    iterator end() noexcept { return iterator(this, position{}); }
+    const_iterator end() const noexcept { return const_iterator(this, position{}); }
+    const_iterator cend() const noexcept { return end(); }
+
+    // --- lookup (never moves entries) ----------------------------------------------
+    iterator find(const Key& key) { return iterator(this, find_position(key)); }
+    const_iterator find(const Key& key) const { return const_iterator(this, find_position(key)); }
+    template <class K>
+        requires transparent
+    iterator find(const K& key) {
+        return iterator(this, find_position(key));
+    }
+    template <class K>
+        requires transparent
+    const_iterator find(const K& key) const {
+        return const_iterator(this, find_position(key));
+    }
+
+    bool contains(const Key& key) const { return find_position(key).b != nullptr; }
+    template <class K>
+        requires transparent
+    bool contains(const K& key) const {
+        return find_position(key).b != nullptr;
+    }
+    size_type count(const Key& key) const { return contains(key) ? 1 : 0; }
+    template <class K>
+        requires transparent
+    size_type count(const K& key) const {
+        return contains(key) ? 1 : 0;
+    }
+
+    T& at(const Key& key) { return at_impl(key); }
+    const T& at(const Key& key) const { return at_impl(key); }
+    template <class K>
+        requires transparent
+    T& at(const K& key) {
+        return at_impl(key);
+    }
+    template <class K>
+        requires transparent
+    const T& at(const K& key) const {
+        return at_impl(key);
+    }
+
+    // --- insertion (may move entries: invalidates iterators) --------------------------
+    T& operator[](const Key& key) { return try_emplace(key).first->second; }
+    T& operator[](Key&& key) { return try_emplace(std::move(key)).first->second; }
+
+    template <class... Args>
+    std::pair<iterator, bool> try_emplace(const Key& key, Args&&... args) {
+        write_guard guard(*this);
+        return emplace_impl(key, make_from(key), make_from(std::forward<Args>(args)...));
+    }
+    template <class... Args>
+    std::pair<iterator, bool> try_emplace(Key&& key, Args&&... args) {
+        write_guard guard(*this);
+        return emplace_impl(key, make_from(std::move(key)), make_from(std::forward<Args>(args)...));
+    }
+    template <class... Args>
+    iterator try_emplace(const_iterator, const Key& key, Args&&... args) {
+        return try_emplace(key, std::forward<Args>(args)...).first;
+    }
+    template <class... Args>
+    iterator try_emplace(const_iterator, Key&& key, Args&&... args) {
+        return try_emplace(std::move(key), std::forward<Args>(args)...).first;
+    }
+
+    template <class M>
+    std::pair<iterator, bool> insert_or_assign(const Key& key, M&& obj) {
+        write_guard guard(*this);
+        return emplace_impl(key, make_from(key), make_from(std::forward<M>(obj)),
+                            [&](T& v) { v = std::forward<M>(obj); });
+    }
+    template <class M>
+    std::pair<iterator, bool> insert_or_assign(Key&& key, M&& obj) {
+        write_guard guard(*this);
+        return emplace_impl(key, make_from(std::move(key)), make_from(std::forward<M>(obj)),
+                            [&](T& v) { v = std::forward<M>(obj); });
+    }
+    template <class M>
+    iterator insert_or_assign(const_iterator, const Key& key, M&& obj) {
+        return insert_or_assign(key, std::forward<M>(obj)).first;
+    }
+    template <class M>
+    iterator insert_or_assign(const_iterator, Key&& key, M&& obj) {
+        return insert_or_assign(std::move(key), std::forward<M>(obj)).first;
+    }
+
+    // emplace(key-ish, value-ish), emplace(pair-like), emplace(piecewise_construct, (k...), (v...)).
+    // A key argument that is not a Key is first made into a temporary Key.
+    template <class K, class V>
+    std::pair<iterator, bool> emplace(K&& key, V&& value) {
+        return emplace_with_key(std::forward<K>(key), make_from(std::forward<V>(value)));
+    }
+    template <class P>
+        requires requires(P&& p) {
+            std::forward<P>(p).first;
+            std::forward<P>(p).second;
+        }
+    std::pair<iterator, bool> emplace(P&& p) {
+        return emplace_with_key(std::forward<P>(p).first, make_from(std::forward<P>(p).second));
+    }
+    template <class... KArgs, class... VArgs>
+    std::pair<iterator, bool> emplace(std::piecewise_construct_t, std::tuple<KArgs...> kargs,
+                                      std::tuple<VArgs...> vargs) {
+        auto make_value = [&](T* p) {
+            std::apply([&](auto&&... a) { construct(p, std::forward<decltype(a)>(a)...); }, std::move(vargs));
+        };
+        if constexpr (sizeof...(KArgs) == 1 &&
+                      (std::is_same_v<std::remove_cvref_t<KArgs>, Key> && ...)) {
+            return emplace_with_key(std::get<0>(std::move(kargs)), make_value);
+        } else {
+            return emplace_with_key(std::make_from_tuple<Key>(std::move(kargs)), make_value);
+        }
+    }
+    template <class... Args>
+    iterator emplace_hint(const_iterator, Args&&... args) {
+        return emplace(std::forward<Args>(args)...).first;
+    }
+
+    std::pair<iterator, bool> insert(const value_type& v) { return emplace(v); }
+    std::pair<iterator, bool> insert(value_type&& v) { return emplace(std::move(v)); }
+    template <class P>
+        requires std::is_constructible_v<value_type, P&&>
+    std::pair<iterator, bool> insert(P&& p) {
+        return emplace(std::forward<P>(p));
+    }
+    iterator insert(const_iterator, const value_type& v) { return insert(v).first; }
+    iterator insert(const_iterator, value_type&& v) { return insert(std::move(v)).first; }
+    template <std::input_iterator It>
+    void insert(It first, It last) {
+        for (; first != last; ++first) emplace(*first);
+    }
+    void insert(std::initializer_list<value_type> init) { insert(init.begin(), init.end()); }
+
+    // --- erasure --------------------------------------------------------------------
+    // Moves nothing: invalidates only the erased entry; returns the next entry.
+    iterator erase(const_iterator pos) {
+        write_guard guard(*this);
+        position next = pos.p_;
+        ++next.i;
+        settle(next);
+        bucket* head = (pos.p_.old ? h_.oldbuckets : h_.buckets) + pos.p_.idx;
+        erase_slot(head, pos.p_.b, pos.p_.i);
+        return iterator(this, next);
+    }
+    iterator erase(iterator pos) { return erase(const_iterator(pos)); }
+    iterator erase(const_iterator first, const_iterator last) {
+        while (first != last) first = erase(first);
+        return iterator(this, last.p_);
+    }
+    // Erase by key: a write, so it evacuates like an insert (Go's mapdelete).
+    size_type erase(const Key& key) { return erase_key(key); }
+
+    // Destroys every entry and keeps the current bucket array (as Go's clear).
+    // O(buckets): it walks every chain to destroy entries and free overflow buckets.
+    void clear() noexcept {
+        write_guard guard(*this);
+        clear_impl();
+    }
+
+    // --- buckets and growth ----------------------------------------------------------
+    size_type bucket_count() const noexcept { return size_type{1} << h_.B; }
+    float load_factor() const noexcept { return static_cast<float>(h_.count) / static_cast<float>(bucket_count()); }
+    static constexpr float max_load_factor() noexcept {
+        return static_cast<float>(detail::load_factor_num) / static_cast<float>(detail::load_factor_den);
+    }
+
+    // Go's make(map, n): room for n entries without a growth. On an empty map
+    // this replaces the array (cleared up front); on a non-empty map it starts
+    // a growth to that size (doubling is incremental and lazy as for inserts;
+    // more than doubling clears the new array up front). On a non-empty map
+    // in the middle of a growth it does nothing.
+    void reserve(size_type n) {
+        write_guard guard(*this);
+        reserve_impl(n);
+    }
+
+    // Starts an incremental regrow to the smallest B for size() (a same-size
+    // regrow when B is already minimal but overflow buckets are in use); the
+    // writes that follow finish it and hand the old array back to the
+    // allocator. An empty map releases all its memory at once. On a non-empty
+    // map in the middle of a growth it does nothing.
+    void shrink_to_fit() {
+        write_guard guard(*this);
+        if (h_.count == 0) {
+            release_all();  // nothing to evacuate, even mid-growth
+            return;
+        }
+        if (growing()) return;
+        const std::uint8_t target = detail::b_for_count(h_.count);
+        if (target < h_.B) {
+            hash_grow(target, false);
+        } else if (target == h_.B && h_.overflow_in_use > 0) {
+            hash_grow(target, true);
+        }
+    }
+
+    // --- observers ------------------------------------------------------------------
+    allocator_type get_allocator() const noexcept { return alloc_; }
+    hasher hash_function() const { return hash_; }
+    key_equal key_eq() const { return eq_; }
+
+    map_stats stats() const noexcept;
+
+    // Walks every chain and checks the map's invariants: count == live slots;
+    // each live slot's tophash and chain index agree with its key's hash; in
+    // every chain the empty_rest slots form the tail and the last slot before
+    // them is not empty_one; an evacuated old bucket has only evacuation
+    // markers and no overflow; every old bucket below nevacuate is evacuated;
+    // overflow_in_use == overflow buckets linked. Returns true, or false with
+    // the first violation written into why. Does not allocate.
+    bool check_invariants(char* why = nullptr, std::size_t why_len = 0) const;
+
+    friend bool operator==(const map& a, const map& b) {
+        if (a.size() != b.size()) return false;
+        for (auto&& [k, v] : a) {
+            const position p = b.find_position(k);
+            if (!p.b || !(value_at(p.b, p.i) == v)) return false;
+        }
+        return true;
+    }
+
+private:
+    // --- slot access ------------------------------------------------------------------
+    static std::uint8_t* tophash(bucket* b) noexcept { return b->raw; }
+    static bucket*& overflow(bucket* b) noexcept {
+        return *std::launder(reinterpret_cast<bucket**>(b->raw + layout::overflow));
+    }
+    static void* key_slot_at(bucket* b, unsigned i) noexcept { return b->raw + layout::keys + i * sizeof(key_slot); }
+    static void* value_slot_at(bucket* b, unsigned i) noexcept {
+        return b->raw + layout::values + i * sizeof(value_slot);
+    }
+    template <class U, class Slot>
+    static U& object_at(void* slot) noexcept {
+        if constexpr (std::is_same_v<Slot, U*>) {
+            return **std::launder(static_cast<U**>(slot));
+        } else {
+            return *std::launder(static_cast<U*>(slot));
+        }
+    }
+    static Key& key_at(bucket* b, unsigned i) noexcept { return object_at<Key, key_slot>(key_slot_at(b, i)); }
+    static T& value_at(bucket* b, unsigned i) noexcept { return object_at<T, value_slot>(value_slot_at(b, i)); }
+
+    static bool is_live(std::uint8_t t) noexcept { return t >= detail::min_top_hash; }
+    static bool evacuated(bucket* b) noexcept {
+        const std::uint8_t t = tophash(b)[0];
+        return t > detail::empty_one && t < detail::min_top_hash;
+    }
+    static void init_bucket(bucket* b) noexcept {
+        std::memset(b->raw, detail::empty_rest, detail::bucket_cnt);
+        ::new (static_cast<void*>(b->raw + layout::overflow)) bucket*(nullptr);
+    }
+    static constexpr std::size_t mask(std::uint8_t B) noexcept { return (std::size_t{1} << B) - 1; }
+    bool growing() const noexcept { return h_.oldbuckets != nullptr; }
+
+    // Has new bucket j been written since its array was allocated? (See
+    // "Growth": a lazily initialised bucket waits for its old bucket.)
+    bool initialised(std::size_t j) const noexcept {
+        return !h_.lazy || evacuated(h_.oldbuckets + (j & mask(h_.oldB)));
+    }
+
+    template <class K>
+    std::uint64_t hash_of(const K& key) const noexcept(detail::nothrow_hasher<Hash, K>()) {
+        if constexpr (detail::seeded_hasher<Hash, K>) {
+            return static_cast<std::uint64_t>(hash_(key, h_.seed));
+        } else {
+            return detail::hash_word(static_cast<std::uint64_t>(hash_(key)), h_.seed);
+        }
+    }
+    template <class K>
+    bool equal(const K& key, const Key& stored) const {
+        if constexpr (std::is_same_v<K, Key> || requires { typename KeyEqual::is_transparent; }) {
+            return eq_(key, stored);
+        } else {
+            return key == stored;  // std::equal_to<Key> with a transparent hash: compare as std::equal_to<> would
+        }
+    }
+
+    // --- element construction through the allocator --------------------------------------
+    template <class U, class... Args>
+    void construct(U* p, Args&&... args) {
+        rebind<U> a(alloc_);
+        rebind_traits<U>::construct(a, p, std::forward<Args>(args)...);
+    }
+    // A callable that constructs a U at a given address from args (kept by reference).
+    template <class... Args>
+    auto make_from(Args&&... args) {
+        return [this, &args...](auto* p) { construct(p, std::forward<Args>(args)...); };
+    }
+
+    // Builds the object for a slot: in place, or (indirect) in a separate
+    // allocation whose pointer goes into the slot. On a throw nothing is left.
+    template <class U, class Slot, class Make>
+    void make_object(void* slot, Make& make) {
+        if constexpr (std::is_same_v<Slot, U*>) {
+            rebind<U> a(alloc_);
+            U* p = rebind_traits<U>::allocate(a, 1);
+            try {
+                make(p);
+            } catch (...) {
+                rebind_traits<U>::deallocate(a, p, 1);
+                throw;
+            }
+            ::new (slot) U*(p);
+        } else {
+            make(static_cast<U*>(slot));
+        }
+    }
+    template <class U, class Slot>
+    void destroy_object(void* slot) noexcept {
+        rebind<U> a(alloc_);
+        if constexpr (std::is_same_v<Slot, U*>) {
+            U* p = *std::launder(static_cast<U**>(slot));
+            rebind_traits<U>::destroy(a, p);
+            rebind_traits<U>::deallocate(a, p, 1);
+        } else {
+            rebind_traits<U>::destroy(a, std::launder(static_cast<U*>(slot)));
+        }
+    }
+    template <class U, class Slot>
+    static void relocate_object(void* from, void* to) noexcept {
+        if constexpr (std::is_same_v<Slot, U*>) {
+            ::new (to) U*(*std::launder(static_cast<U**>(from)));
+        } else {
+            U* src = std::launder(static_cast<U*>(from));
+            ::new (to) U(std::move(*src));
+            std::destroy_at(src);
+        }
+    }
+    void destroy_entry(bucket* b, unsigned i) noexcept {
+        destroy_object<Key, key_slot>(key_slot_at(b, i));
+        destroy_object<T, value_slot>(value_slot_at(b, i));
+    }
+
+    // --- bucket memory ------------------------------------------------------------------
+    // Buckets in an array for 2^B chains: from B = 4 on, 2^(B-4) more for the
+    // first overflow buckets, rounded up to what the allocator hands out. Only
+    // the arena allocator says what that is (spanmap::good_size); for any
+    // other allocator we cannot know and do not round.
+    static std::size_t array_buckets(std::uint8_t B) noexcept {
+        std::size_t n = std::size_t{1} << B;
+        if (B >= 4) {
+            n += std::size_t{1} << (B - 4);
+            if constexpr (detail::is_spanmap_allocator<Allocator>) {
+                n = spanmap::good_size(n * sizeof(bucket), alignof(bucket)) / sizeof(bucket);
+            }
+        }
+        return n;
+    }
+    std::size_t rounded_bytes(std::size_t bytes) const noexcept {
+        if constexpr (detail::is_spanmap_allocator<Allocator>) {
+            return spanmap::good_size(bytes, alignof(bucket));
+        } else {
+            return bytes;
+        }
+    }
+
+    // An array of n buckets whose first `heads` buckets read as empty chains.
+    // The arena allocator gives zeroed memory without writing it when the
+    // pages are fresh; otherwise we clear the heads' tophash and overflow
+    // words (not their keys and values, which nobody reads before writing).
+    bucket* allocate_array(std::size_t n, std::size_t heads) {
+        if constexpr (detail::is_spanmap_allocator<Allocator>) {
+            if (heads) return static_cast<bucket*>(spanmap::allocate_zeroed(n * sizeof(bucket), alignof(bucket)));
+        }
+        rebind<bucket> a(alloc_);
+        bucket* p = bucket_traits::allocate(a, n);
+        for (std::size_t j = 0; j < heads; ++j) init_bucket(p + j);
+        return p;
+    }
+    void deallocate_array(bucket* p, std::size_t n) noexcept {
+        rebind<bucket> a(alloc_);
+        bucket_traits::deallocate(a, p, n);
+    }
+    bucket* allocate_overflow() {
+        rebind<bucket> a(alloc_);
+        bucket* p = bucket_traits::allocate(a, 1);
+        ++h_.overflow_owned;
+        return p;
+    }
+    void free_overflow(bucket* b) noexcept {
+        rebind<bucket> a(alloc_);
+        bucket_traits::deallocate(a, b, 1);
+        --h_.overflow_owned;
+    }
+    static bool in_array(const bucket* b, const bucket* array, std::size_t n) noexcept {
+        return std::less_equal<>()(array, b) && std::less<>()(b, array + n);
+    }
+
+    // Go's incrnoverflow: exact below B = 16; from there on counted with
+    // probability 2^-(B-15), so the threshold 2^15 still means about as many
+    // overflow buckets as buckets.
+    void incr_noverflow() noexcept {
+        if (h_.B < 16) {
+            ++h_.noverflow;
+            return;
+        }
+        const std::uint64_t m = (std::uint64_t{1} << (h_.B - 15)) - 1;
+        if ((detail::thread_random() & m) == 0) ++h_.noverflow;
+    }
+
+    // Links a cleared overflow bucket behind b: a preallocated one from the
+    // array's tail, else a spare, else a new allocation (the only step that can fail).
+    bucket* new_overflow(bucket* b) {
+        bucket* ovf;
+        if (h_.next_overflow < h_.nalloc) {
+            ovf = h_.buckets + h_.next_overflow++;
+        } else if (h_.spares) {
+            ovf = h_.spares;
+            h_.spares = overflow(ovf);
+            --h_.nspares;
+        } else {
+            ovf = allocate_overflow();
+        }
+        init_bucket(ovf);
+        overflow(b) = ovf;
+        ++h_.overflow_in_use;
+        incr_noverflow();
+        return ovf;
+    }
+    // Makes sure `need` overflow buckets can be linked without allocating.
+    void reserve_overflow(std::size_t need) {
+        while ((h_.nalloc - h_.next_overflow) + h_.nspares < need) {
+            bucket* s = allocate_overflow();
+            ::new (static_cast<void*>(s->raw + layout::overflow)) bucket*(h_.spares);
+            h_.spares = s;
+            ++h_.nspares;
+        }
+    }
+    void release_spares() noexcept {
+        while (h_.spares) {
+            bucket* next = overflow(h_.spares);
+            free_overflow(h_.spares);
+            h_.spares = next;
+        }
+        h_.nspares = 0;
+    }
+
+    // --- growth (Go's hashGrow, growWork, evacuate) ------------------------------------------
+    // Starts evacuating the current array into a new one of 2^newB chains.
+    // lazy (doubling or same size only): the new array is not cleared; each
+    // new bucket is initialised when its old bucket is evacuated.
+    void hash_grow(std::uint8_t newB, bool lazy) {
+        assert(!growing());
+        assert(!lazy || newB == h_.B || newB == h_.B + 1);
+        const std::size_t n = array_buckets(newB);
+        bucket* nb = allocate_array(n, lazy ? 0 : std::size_t{1} << newB);  // may throw: nothing changed yet
+        h_.oldbuckets = h_.buckets;
+        h_.old_nalloc = h_.nalloc;
+        h_.oldB = h_.B;
+        h_.buckets = nb;
+        h_.nalloc = n;
+        h_.next_overflow = std::size_t{1} << newB;
+        h_.B = newB;
+        h_.nevacuate = 0;
+        h_.nevacuated = 0;
+        h_.noverflow = 0;
+        h_.lazy = lazy;
+    }
+
+    void grow_work(std::uint64_t hash) {
+        evacuate(static_cast<std::size_t>(hash) & mask(h_.oldB));
+        if (growing()) evacuate(h_.nevacuate);
+    }
+
+    // A moving write position in a destination chain.
+    struct evac_dst {
+        bucket* b = nullptr;
+        unsigned i = 0;
+    };
+    // The next empty slot at or after d; links an overflow bucket (from
+    // reserve_overflow's stock: no allocation) when the chain is full.
+    std::pair<bucket*, unsigned> take_slot(evac_dst& d) {
+        for (;;) {
+            const std::uint8_t* th = tophash(d.b);
+            for (; d.i < detail::bucket_cnt; ++d.i) {
+                if (th[d.i] <= detail::empty_one) return {d.b, d.i++};
+            }
+            bucket* next = overflow(d.b);
+            d.b = next ? next : new_overflow(d.b);
+            d.i = 0;
+        }
+    }
+
+    // Hashes of the live entries of an old chain, computed before anything
+    // moves when the hash may throw (so a throw leaves the chain untouched),
+    // else on demand.
+    class evac_hashes {
+    public:
+        evac_hashes(map& m, bucket* chain, std::size_t live) : m_(m) {
+            if constexpr (!hash_nothrow) {
+                if (live == 0) return;  // nothing to hash (or hashes not needed)
+                if (live > std::size(inline_)) {
+                    rebind<std::uint64_t> a(m.alloc_);
+                    heap_ = rebind_traits<std::uint64_t>::allocate(a, live);
+                    cap_ = live;
+                }
+                std::uint64_t* out = data();
+                try {
+                    for (bucket* b = chain; b; b = overflow(b)) {
+                        for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+                            if (is_live(tophash(b)[i])) *out++ = m.hash_of(key_at(b, i));
+                        }
+                    }
+                } catch (...) {
+                    release();
+                    throw;
+                }
+            } else {
+                (void)chain;
+                (void)live;
+            }
+        }
+        ~evac_hashes() { release(); }
+        evac_hashes(const evac_hashes&) = delete;
+        evac_hashes& operator=(const evac_hashes&) = delete;
+
+        std::uint64_t next(const Key& key) noexcept {
+            if constexpr (hash_nothrow) {
+                return m_.hash_of(key);
+            } else {
+                (void)key;
+                return data()[used_++];
+            }
+        }
+
+    private:
+        std::uint64_t* data() noexcept { return heap_ ? heap_ : inline_; }
+        void release() noexcept {
+            if (heap_) {
+                rebind<std::uint64_t> a(m_.alloc_);
+                rebind_traits<std::uint64_t>::deallocate(a, heap_, cap_);
+                heap_ = nullptr;
+            }
+        }
+        map& m_;
+        std::uint64_t inline_[hash_nothrow ? 1 : 64];
+        std::uint64_t* heap_ = nullptr;
+        std::size_t cap_ = 0;
+        std::size_t used_ = 0;
+    };
+
+    // Moves old bucket o's chain into the new array (Go's evacuate). Growing:
+    // entry goes to o + (the hash bits between oldB and B) << oldB; same size:
+    // to o; shrinking: to o mod 2^B. Everything that can throw happens before
+    // the first entry moves.
+    void evacuate(std::size_t o) {
+        bucket* const ob = h_.oldbuckets + o;
+        if (!evacuated(ob)) {
+            const bool up = h_.B > h_.oldB;
+            const bool fresh = h_.B >= h_.oldB;  // every destination has ob as its only source
+            std::size_t chain = 0;
+            std::size_t live = 0;
+            for (bucket* b = ob; b; b = overflow(b)) {
+                ++chain;
+                if constexpr (!hash_nothrow) {
+                    for (unsigned i = 0; i < detail::bucket_cnt; ++i) live += is_live(tophash(b)[i]);
+                }
+            }
+            // Destinations need at most chain-1 overflow buckets when they
+            // start empty (ceil(n/8)-1 per non-empty destination, n <= 8*chain
+            // in all), at most chain when the one destination may be full.
+            reserve_overflow(fresh ? chain - 1 : chain);
+            evac_hashes hashes(*this, ob, up ? live : 0);
+
+            const std::size_t ways = up ? std::size_t{1} << (h_.B - h_.oldB) : 1;
+            if (h_.lazy) {
+                for (std::size_t k = 0; k < ways; ++k) init_bucket(h_.buckets + (o + (k << h_.oldB)));
+            }
+            const std::size_t spread = up ? mask(h_.B) & ~mask(h_.oldB) : 0;
+            const std::size_t base = up ? o : (o & mask(h_.B));
+            evac_dst xy[2];  // X and Y: one running position per destination when there are at most two
+            for (bucket* b = ob; b; b = overflow(b)) {
+                std::uint8_t* th = tophash(b);
+                for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+                    const std::uint8_t top = th[i];
+                    if (!is_live(top)) {
+                        th[i] = detail::evacuated_empty;
+                        continue;
+                    }
+                    // A key whose hash is not stable (NaN) keeps to o's
+                    // destinations anyway: the high bits come from the hash,
+                    // the low bits are o's.
+                    const std::size_t j = up ? base | (static_cast<std::size_t>(hashes.next(key_at(b, i))) & spread)
+                                             : base;
+                    const unsigned use_y = j != o;
+                    th[i] = static_cast<std::uint8_t>(detail::evacuated_x + use_y);
+                    evac_dst single;
+                    evac_dst& d = ways <= 2 ? xy[use_y] : single;
+                    if (!d.b) d.b = h_.buckets + j;
+                    const auto [db, di] = take_slot(d);
+                    relocate_object<Key, key_slot>(key_slot_at(b, i), key_slot_at(db, di));
+                    relocate_object<T, value_slot>(value_slot_at(b, i), value_slot_at(db, di));
+                    tophash(db)[di] = top;
+                }
+            }
+            // The old chain is empty now; its overflow buckets can go (those in
+            // the old array's preallocated tail go with the array).
+            bucket* b = overflow(ob);
+            overflow(ob) = nullptr;
+            while (b) {
+                bucket* next = overflow(b);
+                --h_.overflow_in_use;
+                if (!in_array(b, h_.oldbuckets, h_.old_nalloc)) free_overflow(b);
+                b = next;
+            }
+            ++h_.nevacuated;
+        }
+        if (o == h_.nevacuate) advance_evacuation_mark();
+    }
+
+    // Go's advanceEvacuationMark: nevacuate passes evacuated buckets (at most
+    // 1024 per call, to stay O(1)); at the end the old array goes back.
+    void advance_evacuation_mark() noexcept {
+        ++h_.nevacuate;
+        const std::size_t nold = std::size_t{1} << h_.oldB;
+        const std::size_t stop = std::min(h_.nevacuate + 1024, nold);
+        while (h_.nevacuate != stop && evacuated(h_.oldbuckets + h_.nevacuate)) ++h_.nevacuate;
+        if (h_.nevacuate == nold) {
+            deallocate_array(h_.oldbuckets, h_.old_nalloc);
+            h_.oldbuckets = nullptr;
+            h_.old_nalloc = 0;
+            h_.oldB = 0;
+            h_.nevacuate = 0;
+            h_.nevacuated = 0;
+            h_.lazy = false;
+            release_spares();
+        }
+    }
+
+    // --- insert (Go's mapassign) ------------------------------------------------------------------
+    // Finds key, or an empty slot for it (starting a growth when the insert
+    // would overload the map). The slot is not published: the caller
+    // constructs the entry and then writes tophash and count.
+    template <class K>
+    std::pair<position, bool> prepare_insert(const K& key, std::uint64_t hash) {
+        if (!h_.buckets) {
+            // First insert: one bucket (Go's makemap_small allocates lazily too).
+            h_.buckets = allocate_array(1, 1);
+            h_.nalloc = 1;
+            h_.next_overflow = 1;
+        }
+        const std::uint8_t top = detail::tophash_of(hash);
+        for (;;) {
+            if (growing()) grow_work(hash);
+            const std::size_t idx = static_cast<std::size_t>(hash) & mask(h_.B);
+            bucket* const head = h_.buckets + idx;
+            bucket* ins = nullptr;  // the chain's first empty slot
+            unsigned ins_i = 0;
+            bucket* last = head;
+            for (bucket* b = head; b; b = overflow(b)) {
+                last = b;
+                const auto th = detail::tophash_word::load(tophash(b));
+                for (std::uint64_t m = th.matching(top); m; m &= m - 1) {
+                    const unsigned i = detail::tophash_word::first(m);
+                    if (equal(key, key_at(b, i))) return {position{b, idx, i, false}, true};
+                }
+                if (!ins) {
+                    if (const std::uint64_t e = th.empty()) {
+                        ins = b;
+                        ins_i = detail::tophash_word::first(e);
+                    }
+                }
+                if (th.has_empty_rest()) break;  // the rest of the chain is empty
+            }
+            if (!growing()) {
+                const bool bigger = detail::over_load_factor(h_.count + 1, h_.B);
+                if (bigger || detail::too_many_overflow_buckets(h_.noverflow, h_.B)) {
+                    hash_grow(bigger ? static_cast<std::uint8_t>(h_.B + 1) : h_.B, true);
+                    continue;  // the key's place has changed: look again
+                }
+            }
+            if (!ins) {
+                ins = new_overflow(last);
+                ins_i = 0;
+            }
+            return {position{ins, idx, ins_i, false}, false};
+        }
+    }
+
+    struct no_assign {
+        void operator()(T&) const noexcept {}
+    };
+
+    // The one insert path. make_key / make_value construct the key and value
+    // at a given address; on_found(value) runs when the key is present. The
+    // caller holds the write guard.
+    template <class K, class MakeKey, class MakeValue, class OnFound = no_assign>
+    std::pair<iterator, bool> emplace_impl(const K& key, MakeKey&& make_key, MakeValue&& make_value,
+                                           OnFound&& on_found = {}) {
+        const std::uint64_t hash = hash_of(key);
+        const auto [p, found] = prepare_insert(key, hash);
+        if (found) {
+            on_found(value_at(p.b, p.i));
+            return {iterator(this, p), false};
+        }
+        make_object<Key, key_slot>(key_slot_at(p.b, p.i), make_key);
+        try {
+            make_object<T, value_slot>(value_slot_at(p.b, p.i), make_value);
+        } catch (...) {
+            destroy_object<Key, key_slot>(key_slot_at(p.b, p.i));
+            throw;
+        }
+        tophash(p.b)[p.i] = detail::tophash_of(hash);
+        ++h_.count;
+        return {iterator(this, p), true};
+    }
+
+    // emplace with a key argument: a Key is used as is; anything else first
+    // becomes a temporary Key (before the write starts).
+    template <class KArg, class MakeValue>
+    std::pair<iterator, bool> emplace_with_key(KArg&& karg, MakeValue&& make_value) {
+        if constexpr (std::is_same_v<std::remove_cvref_t<KArg>, Key>) {
+            write_guard guard(*this);
+            return emplace_impl(karg, make_from(std::forward<KArg>(karg)), make_value);
+        } else {
+            Key key(std::forward<KArg>(karg));
+            write_guard guard(*this);
+            return emplace_impl(key, make_from(std::move(key)), make_value);
+        }
+    }
+
+    void move_elements_from(map& o) {
+        reserve_impl(o.size());
+        for (auto&& [k, v] : o) {
+            emplace_impl(k, make_from(std::move(const_cast<Key&>(k))), make_from(std::move(v)));
+        }
+        o.clear();
+    }
+
+    // --- lookup (Go's mapaccess) -------------------------------------------------------------------
+    template <class K>
+    position find_position(const K& key) const {
+        if (h_.count == 0) return {};
+        if (flags_ & hash_writing) detail::fatal("concurrent map read and map write");
+        const std::uint64_t hash = hash_of(key);
+        position p{nullptr, static_cast<std::size_t>(hash) & mask(h_.B), 0, false};
+        bucket* b = h_.buckets + p.idx;
+        if (growing()) {
+            const std::size_t o = static_cast<std::size_t>(hash) & mask(h_.oldB);
+            if (!evacuated(h_.oldbuckets + o)) {
+                b = h_.oldbuckets + o;
+                p.idx = o;
+                p.old = true;
+            }
+        }
+        const std::uint8_t top = detail::tophash_of(hash);
+        for (; b; b = overflow(b)) {
+            const auto th = detail::tophash_word::load(tophash(b));
+            for (std::uint64_t m = th.matching(top); m; m &= m - 1) {
+                const unsigned i = detail::tophash_word::first(m);
+                if (equal(key, key_at(b, i))) {
+                    p.b = b;
+                    p.i = i;
+                    return p;
+                }
+            }
+            if (th.has_empty_rest()) break;  // no live slot follows an empty_rest
+        }
+        return {};
+    }
+
+    template <class K>
+    T& at_impl(const K& key) const {
+        const position p = find_position(key);
+        if (!p.b) throw std::out_of_range("spanmap::map::at: key not found");
+        return value_at(p.b, p.i);
+    }
+
+    // --- iteration order: unevacuated old chains, then the new array's chains ---------------------
+    // p.b := head of the first chain at or after p.idx that may hold entries
+    // (old array first, while growing); p.b = nullptr past the last.
+    void seek_chain(position& p) const noexcept {
+        if (p.old) {
+            for (const std::size_t n = std::size_t{1} << h_.oldB; p.idx < n; ++p.idx) {
+                if (!evacuated(h_.oldbuckets + p.idx)) {
+                    p.b = h_.oldbuckets + p.idx;
+                    p.i = 0;
+                    return;
+                }
+            }
+            p.old = false;
+            p.idx = 0;
+        }
+        if (h_.buckets) {
+            for (const std::size_t n = std::size_t{1} << h_.B; p.idx < n; ++p.idx) {
+                if (initialised(p.idx)) {
+                    p.b = h_.buckets + p.idx;
+                    p.i = 0;
+                    return;
+                }
+            }
+        }
+        p = position{};
+    }
+    // Moves p to the first live slot at or after it (end: p.b == nullptr).
+    void settle(position& p) const noexcept {
+        while (p.b) {
+            const std::uint8_t* th = tophash(p.b);
+            for (; p.i < detail::bucket_cnt; ++p.i) {
+                if (is_live(th[p.i])) return;
+                if (th[p.i] == detail::empty_rest) break;  // the rest of the chain is empty
+            }
+            bucket* next = p.i < detail::bucket_cnt ? nullptr : overflow(p.b);
+            if (next) {
+                p.b = next;
+                p.i = 0;
+            } else {
+                ++p.idx;
+                seek_chain(p);
+            }
+        }
+    }
+    position first_position() const noexcept {
+        if (h_.count == 0) return {};
+        position p{nullptr, 0, 0, growing()};
+        seek_chain(p);
+        settle(p);
+        return p;
+    }
+
+    // --- erase (Go's mapdelete) ---------------------------------------------------------------------
+    template <class K>
+    size_type erase_key(const K& key) {
+        write_guard guard(*this);
+        if (h_.count == 0) return 0;
+        const std::uint64_t hash = hash_of(key);
+        if (growing()) grow_work(hash);
+        bucket* const head = h_.buckets + (static_cast<std::size_t>(hash) & mask(h_.B));
+        const std::uint8_t top = detail::tophash_of(hash);
+        for (bucket* b = head; b; b = overflow(b)) {
+            const auto th = detail::tophash_word::load(tophash(b));
+            for (std::uint64_t m = th.matching(top); m; m &= m - 1) {
+                const unsigned i = detail::tophash_word::first(m);
+                if (equal(key, key_at(b, i))) {
+                    erase_slot(head, b, i);
+                    return 1;
+                }
+            }
+            if (th.has_empty_rest()) break;
+        }
+        return 0;
+    }
+
+    // Destroys slot (b, i) of the chain starting at head. If the chain now
+    // ends in a run of empty_one slots, they become empty_rest, so probes stop
+    // early. Reseeds the map when it becomes empty (as Go does: hash flooding
+    // cannot carry over from one filling to the next).
+    void erase_slot(bucket* head, bucket* b, unsigned i) noexcept {
+        destroy_entry(b, i);
+        tophash(b)[i] = detail::empty_one;
+        const bool at_end = i == detail::bucket_cnt - 1
+                                ? !overflow(b) || tophash(overflow(b))[0] == detail::empty_rest
+                                : tophash(b)[i + 1] == detail::empty_rest;
+        if (at_end) {
+            for (;;) {
+                tophash(b)[i] = detail::empty_rest;
+                if (i == 0) {
+                    if (b == head) break;
+                    bucket* const c = b;  // continue at the previous bucket's last slot
+                    for (b = head; overflow(b) != c; b = overflow(b)) {
+                    }
+                    i = detail::bucket_cnt - 1;
+                } else {
+                    --i;
+                }
+                if (tophash(b)[i] != detail::empty_one) break;
+            }
+        }
+        if (--h_.count == 0) h_.seed = detail::thread_random();
+    }
+
+    // --- whole-map operations ---------------------------------------------------------------------
+    // Destroys the entries of the chain at head and frees its overflow
+    // buckets that are not part of [array, array + n).
+    void destroy_chain(bucket* head, bucket* array, std::size_t n) noexcept {
+        for (bucket* b = head; b; b = overflow(b)) {
+            if constexpr (!std::is_trivially_destructible_v<Key> || !std::is_trivially_destructible_v<T> ||
+                          indirect_key || indirect_value) {
+                for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+                    if (is_live(tophash(b)[i])) destroy_entry(b, i);
+                }
+            }
+        }
+        bucket* b = overflow(head);
+        while (b) {
+            bucket* next = overflow(b);
+            if (!in_array(b, array, n)) free_overflow(b);
+            b = next;
+        }
+    }
+
+    // Destroys every entry, frees every overflow bucket and the old array;
+    // keeps the current array (its chains left dirty: the caller reinitialises
+    // or frees it).
+    void destroy_contents() noexcept {
+        if (!h_.buckets) return;
+        if (h_.count != 0 || h_.overflow_in_use != 0) {
+            const std::size_t n = std::size_t{1} << h_.B;
+            for (std::size_t j = 0; j < n; ++j) {
+                if (initialised(j)) destroy_chain(h_.buckets + j, h_.buckets, h_.nalloc);
+            }
+            if (growing()) {
+                for (std::size_t o = 0, nold = std::size_t{1} << h_.oldB; o < nold; ++o) {
+                    if (!evacuated(h_.oldbuckets + o)) destroy_chain(h_.oldbuckets + o, h_.oldbuckets, h_.old_nalloc);
+                }
+            }
+        }
+        if (growing()) deallocate_array(h_.oldbuckets, h_.old_nalloc);
+        release_spares();
+    }
+
+    void clear_impl() noexcept {
+        if (h_.count != 0 || h_.overflow_in_use != 0 || growing()) {
+            const bool dirty_heads = h_.count != 0 || h_.overflow_in_use != 0 || h_.lazy;
+            destroy_contents();
+            if (dirty_heads) {
+                for (std::size_t j = 0, n = std::size_t{1} << h_.B; j < n; ++j) init_bucket(h_.buckets + j);
+            }
+            h_.oldbuckets = nullptr;
+            h_.old_nalloc = 0;
+            h_.oldB = 0;
+            h_.nevacuate = 0;
+            h_.nevacuated = 0;
+            h_.lazy = false;
+            h_.next_overflow = std::size_t{1} << h_.B;
+            h_.overflow_in_use = 0;
+            h_.noverflow = 0;
+            h_.count = 0;
+        }
+        h_.seed = detail::thread_random();
+    }
+
+    // Frees everything; the map is left empty with no buckets.
+    void release_all() noexcept {
+        destroy_contents();
+        if (h_.buckets) deallocate_array(h_.buckets, h_.nalloc);
+        assert(h_.overflow_owned == 0 || !h_.buckets);
+        h_ = hmap{};
+    }
+
+    void reserve_impl(size_type n) {
+        const std::uint8_t target = detail::b_for_count(n);
+        if (h_.buckets ? target <= h_.B : target == 0) return;
+        if (h_.count == 0) {  // also mid-growth: nothing to evacuate
+            const std::size_t nb = array_buckets(target);
+            bucket* array = allocate_array(nb, std::size_t{1} << target);
+            release_all();
+            h_.buckets = array;
+            h_.nalloc = nb;
+            h_.next_overflow = std::size_t{1} << target;
+            h_.B = target;
+            return;
+        }
+        if (!growing()) hash_grow(target, target == h_.B + 1);
+    }
+
+    hmap h_;
+    std::uint8_t flags_ = 0;
+    [[no_unique_address]] Hash hash_;
+    [[no_unique_address]] KeyEqual eq_;
+    [[no_unique_address]] Allocator alloc_;
+};
+
+template <class Key, class T, class Hash, class KeyEqual, class Allocator>
+map_stats map<Key, T, Hash, KeyEqual, Allocator>::stats() const noexcept {
+    map_stats s;
+    s.count = h_.count;
+    s.B = h_.B;
+    s.bucket_count = bucket_count();
+    s.bucket_bytes = sizeof(bucket);
+    s.overflow_buckets = h_.overflow_in_use;
+    s.overflow_preallocated_left = h_.nalloc - h_.next_overflow;
+    s.noverflow = h_.noverflow;
+    s.growing = growing();
+    s.same_size_growth = growing() && h_.oldB == h_.B;
+    s.shrinking = growing() && h_.oldB > h_.B;
+    s.old_B = growing() ? h_.oldB : 0;
+    s.old_bucket_count = growing() ? std::size_t{1} << h_.oldB : 0;
+    s.old_buckets_evacuated = h_.nevacuated;
+    if (h_.buckets) s.bucket_array_bytes += rounded_bytes(h_.nalloc * sizeof(bucket));
+    if (growing()) s.bucket_array_bytes += rounded_bytes(h_.old_nalloc * sizeof(bucket));
+    s.overflow_bytes = h_.overflow_owned * rounded_bytes(sizeof(bucket));
+    s.load_factor = static_cast<double>(h_.count) / static_cast<double>(bucket_count());
+    auto chain_length = [](bucket* b) {
+        std::size_t n = 0;
+        for (; b; b = overflow(b)) ++n;
+        return n;
+    };
+    if (h_.buckets) {
+        for (std::size_t j = 0, n = std::size_t{1} << h_.B; j < n; ++j) {
+            if (initialised(j)) s.longest_chain = std::max(s.longest_chain, chain_length(h_.buckets + j));
+        }
+        s.buckets = {reinterpret_cast<std::uintptr_t>(h_.buckets),
+                     reinterpret_cast<std::uintptr_t>(h_.buckets + h_.nalloc)};
+    }
+    if (growing()) {
+        for (std::size_t o = 0, n = std::size_t{1} << h_.oldB; o < n; ++o) {
+            if (!evacuated(h_.oldbuckets + o)) s.longest_chain = std::max(s.longest_chain, chain_length(h_.oldbuckets + o));
+        }
+        s.old_buckets = {reinterpret_cast<std::uintptr_t>(h_.oldbuckets),
+                         reinterpret_cast<std::uintptr_t>(h_.oldbuckets + h_.old_nalloc)};
+    }
+    return s;
+}
+
+template <class Key, class T, class Hash, class KeyEqual, class Allocator>
+bool map<Key, T, Hash, KeyEqual, Allocator>::check_invariants(char* why, std::size_t why_len) const {
+    auto fail = [&](const char* what, std::size_t where) {
+        if (why && why_len) std::snprintf(why, why_len, "%s (bucket %zu)", what, where);
+        return false;
+    };
+    std::size_t live = 0;
+    std::size_t overflows = 0;
+    // One chain: slot states, and each live key's hash against where it sits.
+    auto check_chain = [&](bucket* head, std::size_t idx, std::uint8_t B, const char*& err) {
+        std::size_t filled = 0;  // slots before the empty_rest tail
+        std::size_t total = 0;
+        for (bucket* b = head; b; b = overflow(b)) {
+            if (b != head) ++overflows;
+            for (unsigned i = 0; i < detail::bucket_cnt; ++i, ++total) {
+                if (tophash(b)[i] != detail::empty_rest) filled = total + 1;
+            }
+        }
+        std::size_t k = 0;
+        for (bucket* b = head; b; b = overflow(b)) {
+            for (unsigned i = 0; i < detail::bucket_cnt; ++i, ++k) {
+                const std::uint8_t t = tophash(b)[i];
+                if (k < filled && t == detail::empty_rest) err = "empty_rest before a non-empty_rest slot";
+                if (k + 1 == filled && t == detail::empty_one) err = "the last slot before the empty_rest tail is empty_one";
+                if (t > detail::empty_one && t < detail::min_top_hash) err = "evacuation marker in a live chain";
+                if (!is_live(t)) continue;
+                ++live;
+                const Key& key = key_at(b, i);
+                if (!equal(key, key)) continue;  // NaN-like: its hash is not stable
+                const std::uint64_t hash = hash_of(key);
+                if (detail::tophash_of(hash) != t) err = "tophash does not match the key's hash";
+                if ((static_cast<std::size_t>(hash) & mask(B)) != idx) err = "entry in the wrong chain";
+            }
+        }
+    };
+    const char* err = nullptr;
+    if (h_.buckets) {
+        for (std::size_t j = 0, n = std::size_t{1} << h_.B; j < n && !err; ++j) {
+            if (initialised(j)) {
+                check_chain(h_.buckets + j, j, h_.B, err);
+            }
+            if (err) return fail(err, j);
+        }
+        if (h_.next_overflow < (std::size_t{1} << h_.B) || h_.next_overflow > h_.nalloc)
+            return fail("next_overflow outside the preallocated tail", h_.next_overflow);
+    } else if (h_.count != 0 || growing()) {
+        return fail("entries without buckets", 0);
+    }
+    if (growing()) {
+        std::size_t evacuated_count = 0;
+        for (std::size_t o = 0, n = std::size_t{1} << h_.oldB; o < n; ++o) {
+            bucket* ob = h_.oldbuckets + o;
+            if (evacuated(ob)) {
+                ++evacuated_count;
+                if (overflow(ob)) return fail("evacuated old bucket still has overflow buckets", o);
+                for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+                    const std::uint8_t t = tophash(ob)[i];
+                    if (t < detail::evacuated_x || t > detail::evacuated_empty)
+                        return fail("evacuated old bucket has a non-marker slot", o);
+                }
+            } else {
+                if (o < h_.nevacuate) return fail("old bucket below nevacuate not evacuated", o);
+                check_chain(ob, o, h_.oldB, err);
+                if (err) return fail(err, o);
+            }
+        }
+        if (evacuated_count != h_.nevacuated) return fail("nevacuated does not count evacuated old buckets", evacuated_count);
+        if (h_.lazy && h_.B != h_.oldB && h_.B != h_.oldB + 1) return fail("lazy growth by more than doubling", h_.B);
+    } else if (h_.lazy) {
+        return fail("lazy without a growth", 0);
+    }
+    if (live != h_.count) return fail("count differs from live slots", live);
+    if (overflows != h_.overflow_in_use) return fail("overflow_in_use differs from linked overflow buckets", overflows);
+    return true;
+}
+
+// Erases every entry for which pred(*it) holds; returns how many. Found by
+// argument-dependent lookup: write erase_if(m, pred) (std::erase_if only
+// knows std's containers).
+template <class Key, class T, class Hash, class KeyEqual, class Allocator, class Pred>
+typename map<Key, T, Hash, KeyEqual, Allocator>::size_type erase_if(map<Key, T, Hash, KeyEqual, Allocator>& m,
+                                                                     Pred pred) {
+    const auto before = m.size();
+    for (auto it = m.begin(); it != m.end();) it = pred(*it) ? m.erase(it) : std::next(it);
+    return before - m.size();
+}
+
+}  // namespace spanmap
+
+// entry_ref and std::pair<const Key, T> share a common reference (a const
+// view), which the C++20 iterator concepts require of a proxy reference.
+template <class K, class V1, class V2, template <class> class TQ, template <class> class UQ>
+    requires std::is_same_v<std::remove_const_t<V1>, std::remove_const_t<V2>>
+struct std::basic_common_reference<spanmap::entry_ref<K, V1>, std::pair<K, V2>, TQ, UQ> {
+    using type = spanmap::entry_ref<K, const std::remove_const_t<V1>>;
+};
+template <class K, class V1, class V2, template <class> class TQ, template <class> class UQ>
+    requires std::is_same_v<std::remove_const_t<V1>, std::remove_const_t<V2>>
+struct std::basic_common_reference<std::pair<K, V2>, spanmap::entry_ref<K, V1>, TQ, UQ> {
+    using type = spanmap::entry_ref<K, const std::remove_const_t<V1>>;
+};

@@ -1,0 +1,383 @@
+// One conformance suite, two maps: every test here runs against
+// std::unordered_map (which proves the test) and against spanmap::map, with
+// integer and string keys, and with the arena allocator and std::allocator.
+
+#include "map_test_util.h"
+
+#include <spanmap/map.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace {
+
+template <class Map>
+class Conformance : public ::testing::Test {
+protected:
+    using map_type = Map;
+    using K = typename Map::key_type;
+    using V = typename Map::mapped_type;
+
+    static K key(int i) {
+        if constexpr (std::is_same_v<K, std::string>) {
+            // Lengths from 5 to 60 bytes: every path of the string hash.
+            return "key-" + std::to_string(i) + std::string(static_cast<std::size_t>((i % 57 + 57) % 57), 'k');
+        } else {
+            return static_cast<K>(i);
+        }
+    }
+    static V val(int i) {
+        if constexpr (std::is_same_v<V, std::string>) {
+            return "value-" + std::to_string(i);
+        } else {
+            return static_cast<V>(i * 7 + 1);
+        }
+    }
+    static int n() { return spanmap_test::scaled(3000, 1000); }
+
+    // The reference contents as an ordered std::map, whatever the map type.
+    static std::map<K, V> contents(const Map& m) {
+        std::map<K, V> out;
+        for (const auto& [k, v] : m) EXPECT_TRUE(out.emplace(k, v).second) << "key visited twice";
+        return out;
+    }
+};
+
+using Maps = ::testing::Types<
+    std::unordered_map<int, int>, spanmap::map<int, int>,
+    std::unordered_map<std::string, std::string>, spanmap::map<std::string, std::string>,
+    spanmap::map<std::uint64_t, std::string, spanmap::hash<std::uint64_t>, std::equal_to<std::uint64_t>,
+                 std::allocator<std::pair<const std::uint64_t, std::string>>>>;
+TYPED_TEST_SUITE(Conformance, Maps);
+
+TYPED_TEST(Conformance, EmptyMap) {
+    typename TestFixture::map_type m;
+    const auto& cm = m;
+    EXPECT_TRUE(m.empty());
+    EXPECT_EQ(m.size(), 0u);
+    EXPECT_GT(m.max_size(), 1000000u);
+    EXPECT_TRUE(m.begin() == m.end());
+    EXPECT_TRUE(cm.cbegin() == cm.cend());
+    EXPECT_TRUE(m.find(this->key(1)) == m.end());
+    EXPECT_EQ(m.count(this->key(1)), 0u);
+    EXPECT_FALSE(m.contains(this->key(1)));
+    EXPECT_EQ(m.erase(this->key(1)), 0u);
+    EXPECT_THROW((void)m.at(this->key(1)), std::out_of_range);
+    EXPECT_THROW((void)cm.at(this->key(1)), std::out_of_range);
+    m.clear();
+    EXPECT_TRUE(m.empty());
+}
+
+TYPED_TEST(Conformance, InsertFindAndDuplicates) {
+    typename TestFixture::map_type m;
+    const int n = this->n();
+    for (int i = 0; i < n; ++i) {
+        auto [it, inserted] = m.insert({this->key(i), this->val(i)});
+        ASSERT_TRUE(inserted);
+        EXPECT_EQ(it->first, this->key(i));
+        EXPECT_EQ(it->second, this->val(i));
+    }
+    EXPECT_EQ(m.size(), static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+        auto [it, inserted] = m.insert({this->key(i), this->val(i + 1)});
+        EXPECT_FALSE(inserted);
+        EXPECT_EQ(it->second, this->val(i)) << "insert of a present key must not overwrite";
+    }
+    EXPECT_EQ(m.size(), static_cast<std::size_t>(n));
+    const auto& cm = m;
+    for (int i = 0; i < n; ++i) {
+        auto it = cm.find(this->key(i));
+        ASSERT_TRUE(it != cm.end());
+        EXPECT_EQ(it->second, this->val(i));
+        EXPECT_TRUE(cm.contains(this->key(i)));
+        EXPECT_EQ(cm.count(this->key(i)), 1u);
+        EXPECT_EQ(cm.at(this->key(i)), this->val(i));
+    }
+    for (int i = n; i < n + 100; ++i) EXPECT_TRUE(m.find(this->key(i)) == m.end());
+}
+
+TYPED_TEST(Conformance, SubscriptValueInitialisesAndAssigns) {
+    typename TestFixture::map_type m;
+    EXPECT_EQ(m[this->key(1)], typename TestFixture::V{});
+    m[this->key(1)] = this->val(1);
+    m[this->key(2)] = this->val(2);
+    auto k3 = this->key(3);
+    m[std::move(k3)] = this->val(3);
+    EXPECT_EQ(m.size(), 3u);
+    EXPECT_EQ(m[this->key(1)], this->val(1));
+    EXPECT_EQ(m.at(this->key(3)), this->val(3));
+    m.at(this->key(2)) = this->val(9);
+    EXPECT_EQ(m[this->key(2)], this->val(9));
+}
+
+TYPED_TEST(Conformance, TryEmplaceLeavesArgumentsAloneWhenPresent) {
+    typename TestFixture::map_type m;
+    auto [it, inserted] = m.try_emplace(this->key(1), this->val(1));
+    EXPECT_TRUE(inserted);
+    auto k = this->key(1);
+    auto v = this->val(2);
+    auto [it2, inserted2] = m.try_emplace(std::move(k), std::move(v));
+    EXPECT_FALSE(inserted2);
+    EXPECT_TRUE(it == it2);
+    EXPECT_EQ(k, this->key(1)) << "try_emplace moved from the key of a present entry";
+    EXPECT_EQ(v, this->val(2)) << "try_emplace moved from the arguments for a present entry";
+    EXPECT_EQ(it2->second, this->val(1));
+    auto it3 = m.try_emplace(m.cbegin(), this->key(2), this->val(2));
+    EXPECT_EQ(it3->second, this->val(2));
+}
+
+TYPED_TEST(Conformance, InsertOrAssign) {
+    typename TestFixture::map_type m;
+    EXPECT_TRUE(m.insert_or_assign(this->key(1), this->val(1)).second);
+    auto [it, inserted] = m.insert_or_assign(this->key(1), this->val(2));
+    EXPECT_FALSE(inserted);
+    EXPECT_EQ(it->second, this->val(2));
+    auto k = this->key(5);
+    EXPECT_TRUE(m.insert_or_assign(std::move(k), this->val(5)).second);
+    EXPECT_EQ(m.insert_or_assign(m.cend(), this->key(5), this->val(6))->second, this->val(6));
+    EXPECT_EQ(m.size(), 2u);
+}
+
+TYPED_TEST(Conformance, EmplaceForms) {
+    typename TestFixture::map_type m;
+    using value_type = typename TestFixture::map_type::value_type;
+    EXPECT_TRUE(m.emplace(this->key(1), this->val(1)).second);
+    EXPECT_TRUE(m.emplace(value_type(this->key(2), this->val(2))).second);
+    EXPECT_TRUE(m.emplace(std::piecewise_construct, std::forward_as_tuple(this->key(3)),
+                          std::forward_as_tuple(this->val(3)))
+                    .second);
+    EXPECT_FALSE(m.emplace(this->key(3), this->val(4)).second);
+    EXPECT_EQ(m.emplace_hint(m.cbegin(), this->key(4), this->val(4))->second, this->val(4));
+    EXPECT_EQ(m.size(), 4u);
+    for (int i = 1; i <= 4; ++i) EXPECT_EQ(m.at(this->key(i)), this->val(i));
+    if constexpr (std::is_same_v<typename TestFixture::K, std::string>) {
+        // A key argument that is not a key_type.
+        EXPECT_TRUE(m.emplace("plain", this->val(5)).second);
+        EXPECT_TRUE(m.contains(std::string("plain")));
+    }
+}
+
+TYPED_TEST(Conformance, EraseByKey) {
+    typename TestFixture::map_type m;
+    const int n = this->n();
+    for (int i = 0; i < n; ++i) m[this->key(i)] = this->val(i);
+    for (int i = 0; i < n; i += 3) EXPECT_EQ(m.erase(this->key(i)), 1u);
+    for (int i = 0; i < n; i += 3) EXPECT_EQ(m.erase(this->key(i)), 0u);
+    for (int i = 0; i < n; ++i) EXPECT_EQ(m.contains(this->key(i)), i % 3 != 0) << i;
+    EXPECT_EQ(m.size(), static_cast<std::size_t>(n - (n + 2) / 3));
+}
+
+TYPED_TEST(Conformance, EraseIteratorReturnsNext) {
+    typename TestFixture::map_type m;
+    const int n = this->n();
+    for (int i = 0; i < n; ++i) m[this->key(i)] = this->val(i);
+    // Erase every other key (in key order), deciding as the loop meets them.
+    std::map<typename TestFixture::K, bool> erase_me;
+    bool flip = false;
+    for (const auto& [k, v] : this->contents(m)) {
+        erase_me[k] = flip;
+        flip = !flip;
+    }
+    std::size_t visited = 0;
+    for (auto it = m.begin(); it != m.end();) {
+        ++visited;
+        it = erase_me.at(it->first) ? m.erase(it) : std::next(it);
+    }
+    EXPECT_EQ(visited, static_cast<std::size_t>(n)) << "each entry visited exactly once";
+    for (const auto& [k, erased] : erase_me) EXPECT_EQ(m.contains(k), !erased);
+    // erase(first, last) and erase of the const_iterator form.
+    m.erase(m.cbegin(), m.cend());
+    EXPECT_TRUE(m.empty());
+}
+
+TYPED_TEST(Conformance, EraseIfFoundByArgumentDependentLookup) {
+    typename TestFixture::map_type m;
+    const int n = this->n();
+    for (int i = 0; i < n; ++i) m[this->key(i)] = this->val(i);
+    const auto expected = this->contents(m);
+    auto removed = erase_if(m, [&](const auto& kv) { return kv.second == this->val(0) || kv.first == this->key(1); });
+    EXPECT_EQ(removed, 2u);
+    EXPECT_EQ(m.size(), expected.size() - 2);
+    EXPECT_FALSE(m.contains(this->key(0)));
+    EXPECT_FALSE(m.contains(this->key(1)));
+    EXPECT_EQ(erase_if(m, [](const auto&) { return true; }), static_cast<std::size_t>(n - 2));
+    EXPECT_TRUE(m.empty());
+}
+
+TYPED_TEST(Conformance, ClearThenReuse) {
+    typename TestFixture::map_type m;
+    for (int round = 0; round < 3; ++round) {
+        for (int i = 0; i < this->n(); ++i) m[this->key(i + round)] = this->val(i);
+        EXPECT_EQ(m.size(), static_cast<std::size_t>(this->n()));
+        m.clear();
+        EXPECT_TRUE(m.empty());
+        EXPECT_TRUE(m.begin() == m.end());
+        EXPECT_FALSE(m.contains(this->key(round)));
+    }
+}
+
+TYPED_TEST(Conformance, IterationVisitsEveryEntryOnce) {
+    typename TestFixture::map_type m;
+    const int n = this->n();
+    for (int i = 0; i < n; ++i) m.emplace(this->key(i), this->val(i));
+    const auto seen = this->contents(m);  // fails on a key seen twice
+    ASSERT_EQ(seen.size(), static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) EXPECT_EQ(seen.at(this->key(i)), this->val(i));
+    EXPECT_EQ(static_cast<int>(std::distance(m.begin(), m.end())), n);
+    EXPECT_EQ(static_cast<int>(std::distance(m.cbegin(), m.cend())), n);
+    // A second pass over the unmodified map gives the same order.
+    std::vector<typename TestFixture::K> first_pass, second_pass;
+    for (const auto& [k, v] : m) first_pass.push_back(k);
+    for (const auto& [k, v] : m) second_pass.push_back(k);
+    EXPECT_EQ(first_pass, second_pass);
+    // iterator -> const_iterator, post-increment, arrow.
+    typename TestFixture::map_type::const_iterator cit = m.begin();
+    auto before = cit++;
+    EXPECT_TRUE(before == m.begin());
+    EXPECT_TRUE(cit != before);
+}
+
+TYPED_TEST(Conformance, MutationThroughIterators) {
+    typename TestFixture::map_type m;
+    for (int i = 0; i < 100; ++i) m[this->key(i)] = this->val(i);
+    for (auto&& [k, v] : m) v = this->val(1000);
+    for (auto it = m.begin(); it != m.end(); ++it) EXPECT_EQ(it->second, this->val(1000));
+    for (auto it = m.begin(); it != m.end(); ++it) it->second = this->val(7);
+    for (const auto& [k, v] : m) EXPECT_EQ(v, this->val(7));
+}
+
+TYPED_TEST(Conformance, CopyAndMove) {
+    using Map = typename TestFixture::map_type;
+    Map m;
+    for (int i = 0; i < this->n(); ++i) m[this->key(i)] = this->val(i);
+    const auto expected = this->contents(m);
+
+    Map copy(m);
+    EXPECT_EQ(this->contents(copy), expected);
+    copy[this->key(-1)] = this->val(-1);
+    EXPECT_FALSE(m.contains(this->key(-1)));
+
+    Map moved(std::move(copy));
+    EXPECT_EQ(moved.size(), expected.size() + 1);
+    copy.clear();  // a moved-from map is valid: it can be cleared and reused
+    copy[this->key(1)] = this->val(1);
+    EXPECT_EQ(copy.size(), 1u);
+
+    Map assigned;
+    assigned[this->key(-5)] = this->val(-5);
+    assigned = m;
+    EXPECT_EQ(this->contents(assigned), expected);
+    assigned = assigned;  // self-assignment
+    EXPECT_EQ(this->contents(assigned), expected);
+
+    Map move_assigned;
+    move_assigned[this->key(-6)] = this->val(-6);
+    move_assigned = std::move(assigned);
+    EXPECT_EQ(this->contents(move_assigned), expected);
+
+    Map from_list = {{this->key(1), this->val(1)}, {this->key(2), this->val(2)}};
+    EXPECT_EQ(from_list.size(), 2u);
+    from_list = {{this->key(3), this->val(3)}};
+    EXPECT_EQ(from_list.size(), 1u);
+    EXPECT_TRUE(from_list.contains(this->key(3)));
+
+    Map from_range(m.begin(), m.end());
+    EXPECT_EQ(this->contents(from_range), expected);
+    Map inserted;
+    inserted.insert(m.cbegin(), m.cend());
+    EXPECT_EQ(this->contents(inserted), expected);
+}
+
+TYPED_TEST(Conformance, Swap) {
+    using Map = typename TestFixture::map_type;
+    Map a, b;
+    for (int i = 0; i < 100; ++i) a[this->key(i)] = this->val(i);
+    b[this->key(-1)] = this->val(-1);
+    const auto ca = this->contents(a), cb = this->contents(b);
+    a.swap(b);
+    EXPECT_EQ(this->contents(a), cb);
+    EXPECT_EQ(this->contents(b), ca);
+    using std::swap;
+    swap(a, b);
+    EXPECT_EQ(this->contents(a), ca);
+    EXPECT_EQ(this->contents(b), cb);
+}
+
+TYPED_TEST(Conformance, Equality) {
+    using Map = typename TestFixture::map_type;
+    Map a, b;
+    for (int i = 0; i < 500; ++i) a[this->key(i)] = this->val(i);
+    for (int i = 499; i >= 0; --i) b[this->key(i)] = this->val(i);
+    EXPECT_TRUE(a == b);
+    EXPECT_FALSE(a != b);
+    b[this->key(7)] = this->val(8);
+    EXPECT_FALSE(a == b);
+    b[this->key(7)] = this->val(7);
+    b.erase(this->key(3));
+    EXPECT_TRUE(a != b);
+    b[this->key(1000)] = this->val(3);
+    EXPECT_TRUE(a != b);
+}
+
+TYPED_TEST(Conformance, ReserveThenInsert) {
+    typename TestFixture::map_type m;
+    m.reserve(static_cast<std::size_t>(this->n()));
+    for (int i = 0; i < this->n(); ++i) m[this->key(i)] = this->val(i);
+    EXPECT_EQ(m.size(), static_cast<std::size_t>(this->n()));
+    for (int i = 0; i < this->n(); ++i) EXPECT_EQ(m.at(this->key(i)), this->val(i));
+    EXPECT_GE(m.bucket_count(), 1u);
+    EXPECT_GT(m.load_factor(), 0.0f);
+}
+
+TYPED_TEST(Conformance, IteratorsFromLookupsStayValidAcrossLookups) {
+    typename TestFixture::map_type m;
+    for (int i = 0; i < this->n(); ++i) m[this->key(i)] = this->val(i);
+    auto it = m.find(this->key(5));
+    const auto* value_address = &it->second;
+    for (int i = 0; i < this->n(); ++i) (void)m.find(this->key(i));
+    EXPECT_EQ(&m.find(this->key(5))->second, value_address);
+    EXPECT_EQ(it->second, this->val(5));
+}
+
+// --- spanmap-only API conformance -------------------------------------------------
+
+TEST(SpanmapConformance, IteratorConcepts) {
+    using M = spanmap::map<int, std::string>;
+    static_assert(std::forward_iterator<M::iterator>);
+    static_assert(std::forward_iterator<M::const_iterator>);
+    static_assert(std::is_convertible_v<M::iterator, M::const_iterator>);
+    static_assert(!std::is_convertible_v<M::const_iterator, M::iterator>);
+    static_assert(std::ranges::forward_range<M>);
+    M m{{1, "one"}, {2, "two"}};
+    std::vector<std::pair<int, std::string>> copied(m.begin(), m.end());
+    EXPECT_EQ(copied.size(), 2u);
+    std::pair<const int, std::string> p = *m.find(1);
+    EXPECT_EQ(p.second, "one");
+    EXPECT_EQ(M::max_load_factor(), 6.5f);
+}
+
+TEST(SpanmapConformance, TransparentStringLookup) {
+    spanmap::map<std::string, int> m;
+    m["alpha"] = 1;
+    m[std::string(100, 'x')] = 2;
+    const std::string_view sv = "alpha";
+    EXPECT_EQ(m.find(sv)->second, 1);
+    EXPECT_TRUE(m.contains("alpha"));
+    EXPECT_EQ(m.count(std::string_view(std::string(100, 'x'))), 1u);
+    EXPECT_EQ(m.at("alpha"), 1);
+    EXPECT_FALSE(m.contains(std::string_view("alph")));
+    const char* cstr = "alpha";
+    EXPECT_TRUE(m.find(cstr) != m.end());
+}
+
+}  // namespace
