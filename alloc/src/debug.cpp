@@ -31,17 +31,25 @@ bool check_arenas(report& r, std::size_t& pages_in_spans) {
     heap_arena* const* arenas = g.heap.arena_list();
     const std::size_t n = g.heap.arenas();
     pages_in_spans = 0;
+    std::size_t released_total = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const heap_arena* a = arenas[i];
         if (i > 0 && arenas[i - 1]->base >= a->base) return r.fail("arena list not sorted at %zu", i);
         if (arena_of(a->base) != a) return r.fail("arena %p missing from the page map", (void*)a->base);
         std::size_t free_pages = 0;
+        std::size_t released = 0;
         for (std::size_t w = 0; w < arena_bitmap_words; ++w) {
             free_pages += static_cast<std::size_t>(__builtin_popcountll(a->free_bits[w]));
+            released += static_cast<std::size_t>(__builtin_popcountll(a->released_bits[w]));
+            if (a->released_bits[w] & ~a->free_bits[w])
+                return r.fail("arena %p: a released page is not free", (void*)a->base);
             if (w < a->search_word && a->free_bits[w] != 0)
                 return r.fail("arena %p: free page below the search hint", (void*)a->base);
         }
         if (free_pages != a->free_pages) return r.fail("arena %p: free_pages %u, bitmap says %zu", (void*)a->base, a->free_pages, free_pages);
+        if (released != a->released_pages)
+            return r.fail("arena %p: released_pages %u, bitmap says %zu", (void*)a->base, a->released_pages, released);
+        released_total += released;
         for (std::size_t pg = 0; pg < pages_per_arena; ++pg) {
             const std::uintptr_t addr = a->base + pg * page_size;
             const mspan* s = a->spans[pg].load(std::memory_order_relaxed);
@@ -54,6 +62,8 @@ bool check_arenas(report& r, std::size_t& pages_in_spans) {
             if (pg >= a->zeroed_base) return r.fail("page %p in use above the arena's zeroed base", (void*)addr);
         }
     }
+    if (released_total != g.heap.pages_released())
+        return r.fail("heap counts %zu pages released, the arenas %zu", g.heap.pages_released(), released_total);
     if (pages_in_spans != g.heap.pages_in_use())
         return r.fail("heap counts %zu pages in use, the page map %zu", g.heap.pages_in_use(), pages_in_spans);
     return true;

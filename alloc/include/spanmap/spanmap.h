@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include <spanmap/mem_stats.h>
+
 #ifdef __cplusplus
 extern "C" {
 #define SPANMAP_NOEXCEPT noexcept
@@ -40,6 +42,13 @@ size_t spanmap_usable_size(const void* p) SPANMAP_NOEXCEPT;
 size_t spanmap_good_size(size_t size) SPANMAP_NOEXCEPT;
 /* Hands the calling thread's cached free objects back to the central lists. */
 void spanmap_thread_cache_flush(void) SPANMAP_NOEXCEPT;
+/* Returns all free memory to the OS now: the calling thread's cache, every
+ * central list's empty spans and every free page (madvise). Returns the bytes
+ * released. Other threads' caches are left alone. */
+size_t spanmap_release_free_memory(void) SPANMAP_NOEXCEPT;
+/* Fills *out with the allocator's statistics (see <spanmap/mem_stats.h> and
+ * <spanmap/stats.h>); never allocates. Exact when no thread is allocating. */
+void spanmap_read_mem_stats(struct spanmap_mem_stats* out) SPANMAP_NOEXCEPT;
 
 #ifdef __cplusplus
 }

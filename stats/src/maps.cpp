@@ -1,0 +1,229 @@
+// inspect_mappings(): the heap's arenas as the kernel sees them — their lines
+// in /proc/self/smaps (or /proc/self/maps) and their resident pages.
+//
+// /proc is read through proc.h (no stdio: it would allocate). Which lines
+// belong to the heap is decided by address, so it works whether or not the
+// arenas took their name.
+//
+// Residency comes from mincore(), one OS page at a time, because a line may
+// hold several adjacent arenas (the kernel merges neighbouring mappings with
+// the same name and flags) and smaps cannot split it; the heap's page bitmap
+// then says whether each resident page is in a span or idle.
+#include "collect.h"
+#include "proc.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string_view>
+
+namespace spanmap::detail {
+namespace {
+
+static_assert(sizeof(mapping_report) < 16 * 1024,
+              "inspect_mappings() returns the report on the caller's stack, and print_stats() keeps one on its own");
+
+// --- the heap's address ranges -------------------------------------------------
+
+// Arenas merged into runs of adjacent ones; lines are matched against these.
+struct heap_ranges {
+    static constexpr std::size_t max = 64;
+    std::uintptr_t start[max];
+    std::uintptr_t end[max];
+    std::size_t n = 0;
+    bool truncated = false;
+
+    bool overlaps(std::uintptr_t s, std::uintptr_t e) const {
+        for (std::size_t i = 0; i < n; ++i)
+            if (s < end[i] && start[i] < e) return true;
+        return false;
+    }
+};
+
+// Under the heap's lock: the ranges, and how many arenas there are.
+std::size_t snapshot_ranges(heap_ranges& r) {
+    lock_guard lk(g.heap.lock());
+    const std::size_t n = g.heap.arenas();
+    heap_arena* const* list = g.heap.arena_list();
+    for (std::size_t i = 0; i < n; ++i) {
+        const std::uintptr_t base = list[i]->base;
+        if (r.n > 0 && r.end[r.n - 1] == base) {
+            r.end[r.n - 1] = base + arena_bytes;
+        } else if (r.n < heap_ranges::max) {
+            r.start[r.n] = base;
+            r.end[r.n] = base + arena_bytes;
+            ++r.n;
+        } else {
+            r.truncated = true;
+        }
+    }
+    return n;
+}
+
+void add_line(mapping_report& rep, const mapping_line& line) {
+    rep.lines_size += line.size;
+    rep.lines_rss += line.rss;
+    rep.lines_private_dirty += line.private_dirty;
+    rep.lines_anon_huge_pages += line.anon_huge_pages;
+    if (rep.nlines < max_report_lines)
+        rep.lines[rep.nlines] = line;
+    else
+        rep.truncated = true;
+    ++rep.nlines;
+}
+
+// Reads the lines over the heap from smaps (with figures) or maps (without).
+bool read_lines(const char* path, bool smaps, const heap_ranges& ranges, mapping_report& rep) {
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    line_reader in(fd);
+    mapping_line cur{};
+    bool in_heap = false;
+    std::string_view s;
+    while (in.next(s)) {
+        mapping_line header;
+        if (parse_maps_line(s, header)) {
+            if (in_heap) add_line(rep, cur);
+            in_heap = ranges.overlaps(header.start, header.end);
+            cur = header;
+            if (!smaps) cur.size = header.end - header.start;
+        } else if (in_heap && smaps) {
+            parse_smaps_field(s, cur);
+        }
+    }
+    if (in_heap) add_line(rep, cur);
+    ::close(fd);
+    return true;
+}
+
+// --- residency -----------------------------------------------------------------
+
+struct arena_copy {
+    std::uintptr_t base;
+    bool named;
+    std::uint64_t free_bits[arena_bitmap_words];
+};
+
+bool page_free(const arena_copy& a, std::size_t pg) { return (a.free_bits[pg / 64] >> (pg % 64)) & 1; }
+
+// Fills the arena's pages and rss figures; mincore works on OS pages, which
+// may be smaller than the heap's 8 KiB page (two per page with 4 KiB) or
+// larger (an OS page counts as in use when any heap page under it is).
+void measure(const arena_copy& a, arena_mapping& m) {
+    for (std::size_t pg = 0; pg < pages_per_arena; ++pg) {
+        if (page_free(a, pg))
+            ++m.pages_idle;
+        else
+            ++m.pages_in_use;
+    }
+    const auto os_page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    unsigned char vec[4096];
+    const std::size_t step = sizeof vec * os_page;
+    for (std::size_t off = 0; off < arena_bytes; off += step) {
+        const std::size_t len = arena_bytes - off < step ? arena_bytes - off : step;
+        if (::mincore(reinterpret_cast<void*>(a.base + off), len, vec) != 0) return;
+        for (std::size_t i = 0; i < len / os_page; ++i) {
+            if (!(vec[i] & 1)) continue;
+            const std::size_t at = off + i * os_page;
+            bool in_use = false;
+            for (std::size_t pg = at / page_size; pg <= (at + os_page - 1) / page_size && !in_use; ++pg)
+                in_use = !page_free(a, pg);
+            m.rss += os_page;
+            (in_use ? m.rss_in_use : m.rss_idle) += os_page;
+        }
+    }
+}
+
+constexpr std::string_view named_line = "[anon:spanmap: heap]";
+static_assert(named_line.substr(6, sizeof arena_vma_name - 1) == std::string_view(arena_vma_name),
+              "the name /proc/self/maps shows is the one the heap gives its arenas");
+
+// Which listed lines lie over the arena, whether they cover it and show its name.
+void match_lines(const mapping_report& rep, arena_mapping& m) {
+    const std::size_t listed = rep.nlines < max_report_lines ? rep.nlines : max_report_lines;
+    std::uintptr_t pos = m.base;  // covered up to here
+    bool gap = false;
+    bool all_named = true;
+    for (std::size_t i = 0; i < listed; ++i) {
+        const mapping_line& l = rep.lines[i];
+        if (l.end <= m.base || l.start >= m.end) continue;
+        if (m.nlines++ == 0) m.first_line = static_cast<std::uint32_t>(i);
+        gap |= l.start > pos;
+        if (l.end > pos) pos = l.end;
+        all_named &= std::string_view(l.name) == named_line;
+    }
+    m.covered = !gap && pos >= m.end;
+    m.name_seen = m.nlines > 0 && all_named;
+}
+
+}  // namespace
+}  // namespace spanmap::detail
+
+namespace spanmap {
+
+using namespace spanmap::detail;
+
+mapping_report inspect_mappings() noexcept {
+    ensure_init();
+    mapping_report rep{};
+    heap_ranges ranges;
+    rep.narenas = snapshot_ranges(ranges);
+    rep.truncated = ranges.truncated;
+
+    rep.has_figures = read_lines("/proc/self/smaps", true, ranges, rep);
+    rep.ok = rep.has_figures || read_lines("/proc/self/maps", false, ranges, rep);
+
+    // Every arena of the ranges, in address order: copy its bitmap under the
+    // heap's lock, then ask the kernel about residency without it.
+    std::size_t idx = 0;
+    for (std::size_t r = 0; r < ranges.n; ++r) {
+        for (std::uintptr_t base = ranges.start[r]; base < ranges.end[r]; base += arena_bytes, ++idx) {
+            arena_copy copy;
+            {
+                lock_guard lk(g.heap.lock());
+                const heap_arena* a = arena_of(base);
+                copy.base = base;
+                copy.named = a->named;
+                std::memcpy(copy.free_bits, a->free_bits, sizeof copy.free_bits);
+            }
+            arena_mapping m{};
+            m.base = base;
+            m.end = base + arena_bytes;
+            m.named = copy.named;
+            measure(copy, m);
+            match_lines(rep, m);
+            rep.heap_inuse += m.pages_in_use * page_size;
+            rep.heap_idle += m.pages_idle * page_size;
+            rep.heap_rss += m.rss;
+            rep.heap_rss_in_use += m.rss_in_use;
+            rep.heap_rss_idle += m.rss_idle;
+            if (idx < max_report_arenas)
+                rep.arenas[idx] = m;
+            else
+                rep.truncated = true;
+        }
+    }
+    rep.heap_sys = std::uint64_t{rep.narenas} * arena_bytes;
+    rep.heap_released = g.heap.pages_released() * page_size;
+    rep.name_errno = g.heap.name_errno();
+    rep.naming = rep.narenas == 0        ? naming_outcome::no_arenas
+                 : rep.name_errno == 0   ? naming_outcome::named
+                 : rep.name_errno == EINVAL ? naming_outcome::unsupported
+                                            : naming_outcome::failed;
+    return rep;
+}
+
+const char* to_string(naming_outcome n) noexcept {
+    switch (n) {
+        case naming_outcome::no_arenas: return "no arenas yet";
+        case naming_outcome::named: return "named";
+        case naming_outcome::unsupported: return "unsupported (EINVAL: kernel without CONFIG_ANON_VMA_NAME)";
+        case naming_outcome::failed: return "failed";
+    }
+    return "?";
+}
+
+}  // namespace spanmap
