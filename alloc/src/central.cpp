@@ -80,4 +80,17 @@ void mcentral::release(void* const* objs, std::size_t n) noexcept {
     }
 }
 
+void mcentral::release_empty_spans() noexcept {
+    lock_guard g(lock_);
+    for (mspan* s = partial_.head(); s != nullptr;) {
+        mspan* next = s->next;
+        if (s->nfree == s->nelems) {
+            partial_.remove(s);
+            heap_->free_span(s);
+        }
+        s = next;
+    }
+    nempty_ = 0;
+}
+
 }  // namespace spanmap::detail

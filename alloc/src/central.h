@@ -48,6 +48,8 @@ public:
     std::size_t fill(void** out, std::size_t n) noexcept;
     // Takes back n objects of this class (their starts, checked by the caller).
     void release(void* const* objs, std::size_t n) noexcept;
+    // Returns the spare empty span (and any other wholly free one) to mheap.
+    void release_empty_spans() noexcept;
 
     // For walkers: hold lock() while reading.
     mutex& lock() noexcept { return lock_; }

@@ -1,5 +1,8 @@
 #include "heap.h"
 
+#include "scavenge.h"
+
+#include <cerrno>
 #include <cstring>
 
 namespace spanmap::detail {
@@ -24,7 +27,8 @@ mspan* span_pool::get() noexcept {
             if (chunk_ == nullptr) return nullptr;
             chunk_left_ = chunk_bytes;
             capacity_ += chunk_bytes / sizeof(mspan);
-            bump(metadata_sys, chunk_bytes);
+            mapped_ += chunk_bytes;
+            metadata_sys.fetch_add(chunk_bytes, std::memory_order_relaxed);
         }
         s = reinterpret_cast<mspan*>(chunk_);
         chunk_ += sizeof(mspan);
@@ -107,17 +111,29 @@ bool mheap::add_arena(std::uintptr_t base) noexcept {
     if (arenas_ == nullptr) {
         arenas_ = static_cast<heap_arena**>(os_map(max_arenas * sizeof(heap_arena*)));
         if (arenas_ == nullptr) return false;
-        bump(metadata_sys, max_arenas * sizeof(heap_arena*));
+        metadata_sys.fetch_add(max_arenas * sizeof(heap_arena*), std::memory_order_relaxed);
     }
     constexpr std::size_t meta_bytes = (sizeof(heap_arena) + 4095) & ~std::size_t{4095};
     auto* a = static_cast<heap_arena*>(os_map(meta_bytes));
     if (a == nullptr) return false;
-    bump(metadata_sys, meta_bytes);
-    // Fresh mappings read as zero: spans[] is all null, counters are 0.
+    metadata_sys.fetch_add(meta_bytes, std::memory_order_relaxed);
+    // Fresh mappings read as zero: spans[] is all null, counters are 0. Fresh
+    // pages hold no memory yet, so they count as released, as in Go.
     a->base = base;
     std::memset(a->free_bits, 0xff, sizeof a->free_bits);
+    std::memset(a->released_bits, 0xff, sizeof a->released_bits);
     a->free_pages = pages_per_arena;
-    a->named = os_name(reinterpret_cast<void*>(base), arena_bytes, "spanmap: heap");
+    a->released_pages = pages_per_arena;
+    bump(pages_released_, pages_per_arena);
+    arena_advice(reinterpret_cast<void*>(base), arena_bytes);
+    // A kernel without CONFIG_ANON_VMA_NAME refuses with EINVAL; the arena
+    // works all the same, and the statistics report the refusal. errno is
+    // kept: the malloc that reserved this arena succeeds.
+    const int saved_errno = errno;
+    a->named = os_name(reinterpret_cast<void*>(base), arena_bytes, arena_vma_name);
+    if (!a->named && name_errno_.load(std::memory_order_relaxed) == 0)
+        name_errno_.store(errno != 0 ? errno : EINVAL, std::memory_order_relaxed);
+    errno = saved_errno;
 
     std::size_t at = n;
     while (at > 0 && arenas_[at - 1]->base > base) {
@@ -152,7 +168,12 @@ bool mheap::grow(std::size_t npages, std::size_t align_pages) noexcept {
 }
 
 bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
+    // A page is known to be zero if the heap never handed it out, or if its
+    // memory went back to the OS with an advice that zero-fills (see scavenge.h).
+    const bool released_is_zero = scavenge_zeroes();
+    const std::uint32_t now = tick();
     bool dirty = false;
+    std::size_t reused = 0;
     std::uintptr_t page = first;
     const std::uintptr_t end = first + n;
     while (page < end) {
@@ -164,14 +185,22 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
         for (std::uint32_t i = lo; i < hi; ++i) {
             a->spans[i].store(s, std::memory_order_relaxed);
             const std::uint64_t bit = std::uint64_t{1} << (i & 63);
-            if (s != nullptr)
+            if (s != nullptr) {
                 a->free_bits[i >> 6] &= ~bit;
-            else
+                const bool was_released = a->released_bits[i >> 6] & bit;
+                if (was_released) {
+                    a->released_bits[i >> 6] &= ~bit;
+                    --a->released_pages;
+                    ++reused;
+                }
+                dirty |= i < a->zeroed_base && !(was_released && released_is_zero);
+            } else {
                 a->free_bits[i >> 6] |= bit;
+                a->freed_tick[i >> 6] = now;
+            }
         }
         if (s != nullptr) {
             a->free_pages -= hi - lo;
-            dirty |= lo < a->zeroed_base;
             if (hi > a->zeroed_base) a->zeroed_base = hi;
             while (a->search_word < arena_bitmap_words && a->free_bits[a->search_word] == 0) ++a->search_word;
         } else {
@@ -180,7 +209,37 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
         }
         page = stop;
     }
+    if (reused != 0) bump(pages_released_, -reused);
+    if (s == nullptr) bump(pages_ever_freed_, n);
     return dirty;
+}
+
+std::size_t mheap::scavenge(std::uint32_t now, std::uint32_t min_age, std::size_t max_pages) noexcept {
+    lock_guard g(lock_);
+    std::size_t released = 0;
+    const std::size_t n = narenas_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < n && released < max_pages; ++i) {
+        heap_arena* a = arenas_[i];
+        if (a->free_pages == a->released_pages) continue;
+        for (std::size_t w = 0; w < arena_bitmap_words && released < max_pages; ++w) {
+            std::uint64_t todo = a->free_bits[w] & ~a->released_bits[w];
+            if (todo == 0 || now - a->freed_tick[w] < min_age) continue;
+            // Each run of free, unreleased pages in the word is one madvise.
+            a->released_bits[w] |= todo;
+            const auto count = static_cast<std::uint32_t>(__builtin_popcountll(todo));
+            a->released_pages += count;
+            released += count;
+            while (todo != 0) {
+                const auto start = static_cast<unsigned>(__builtin_ctzll(todo));
+                const std::uint64_t from_start = todo >> start;
+                const unsigned len = ~from_start == 0 ? 64 - start : static_cast<unsigned>(__builtin_ctzll(~from_start));
+                os_release(reinterpret_cast<void*>(a->base + (w * 64 + start) * page_size), std::size_t{len} * page_size);
+                todo = len + start >= 64 ? 0 : todo & ~(((std::uint64_t{1} << len) - 1) << start);
+            }
+        }
+    }
+    bump(pages_released_, released);
+    return released;
 }
 
 bool mheap::pages_free(std::uintptr_t first, std::size_t n) const noexcept {
@@ -216,10 +275,13 @@ mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned s
         if (s->nelems % 64 != 0) s->free_bits[s->nelems / 64] = (std::uint64_t{1} << (s->nelems % 64)) - 1;
         set_state(s, span_state::small);
         bump(small_spans_);
+        bump(class_spans_[size_class]);
     } else {
         s->nelems = 1;
         set_state(s, span_state::large);
         bump(large_spans_);
+        bump(large_nmalloc_);
+        bump(large_bytes_alloc_, std::uint64_t{npages} * page_size);
     }
     bump(pages_in_use_, npages);
     return s;
@@ -229,10 +291,14 @@ void mheap::free_span(mspan* s) noexcept {
     lock_guard g(lock_);
     assign(s->base >> page_shift, s->npages, nullptr);
     bump(pages_in_use_, -std::size_t{s->npages});
-    if (s->state == span_state::small)
+    if (s->state == span_state::small) {
         bump(small_spans_, std::size_t(-1));
-    else
+        bump(class_spans_[s->size_class], std::size_t(-1));
+    } else {
         bump(large_spans_, std::size_t(-1));
+        bump(large_nfree_);
+        bump(large_bytes_freed_, std::uint64_t{s->npages} * page_size);
+    }
     set_state(s, span_state::idle);
     pool_.put(s);
 }
@@ -245,6 +311,7 @@ bool mheap::grow_span(mspan* s, std::size_t npages) noexcept {
     assign(end, extra, s);
     s->npages = static_cast<std::uint32_t>(npages);
     bump(pages_in_use_, extra);
+    bump(large_bytes_alloc_, std::uint64_t{extra} * page_size);
     return true;
 }
 
@@ -254,6 +321,7 @@ void mheap::shrink_span(mspan* s, std::size_t npages) noexcept {
     assign((s->base >> page_shift) + npages, cut, nullptr);
     s->npages = static_cast<std::uint32_t>(npages);
     bump(pages_in_use_, -cut);
+    bump(large_bytes_freed_, std::uint64_t{cut} * page_size);
 }
 
 }  // namespace spanmap::detail

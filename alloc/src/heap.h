@@ -30,6 +30,7 @@ public:
     void put(mspan* s) noexcept;
     std::size_t in_use() const noexcept { return in_use_; }
     std::size_t capacity() const noexcept { return capacity_; }
+    std::size_t mapped_bytes() const noexcept { return mapped_; }
 
 private:
     static constexpr std::size_t chunk_bytes = 256 << 10;
@@ -38,6 +39,7 @@ private:
     std::size_t chunk_left_ = 0;
     std::size_t in_use_ = 0;
     std::size_t capacity_ = 0;
+    std::size_t mapped_ = 0;  // bytes of chunks mapped (statistics: mspan_sys)
 };
 
 class mheap {
@@ -56,11 +58,35 @@ public:
     // A large span cut to npages, its tail returned as free pages.
     void shrink_span(mspan* s, std::size_t npages) noexcept;
 
+    // Gives free pages back to the OS (see scavenge.h): those of words whose
+    // last free happened at least min_age ticks before `now`, at most about
+    // max_pages of them in this one hold of the lock. Returns the pages released.
+    std::size_t scavenge(std::uint32_t now, std::uint32_t min_age, std::size_t max_pages) noexcept;
+    // The scavenger's clock; frees stamp their words with it.
+    void set_tick(std::uint32_t t) noexcept { tick_.store(t, std::memory_order_relaxed); }
+    std::uint32_t tick() const noexcept { return tick_.load(std::memory_order_relaxed); }
+    // Pages freed since start-up (a cue for starting the scavenger).
+    std::size_t pages_ever_freed() const noexcept { return pages_ever_freed_.load(std::memory_order_relaxed); }
+
     // Counters, written under the lock, read racily by statistics.
     std::size_t arenas() const noexcept { return narenas_.load(std::memory_order_relaxed); }
     std::size_t pages_in_use() const noexcept { return pages_in_use_.load(std::memory_order_relaxed); }
     std::size_t small_spans() const noexcept { return small_spans_.load(std::memory_order_relaxed); }
     std::size_t large_spans() const noexcept { return large_spans_.load(std::memory_order_relaxed); }
+    // Spans of one size class (index 0 unused: large spans are counted above).
+    std::size_t class_spans(unsigned c) const noexcept { return class_spans_[c].load(std::memory_order_relaxed); }
+    // Large objects for statistics: how many were handed out and given back,
+    // and their bytes (whole pages) cumulatively — growth in place counts as
+    // allocated bytes, shrinking in place as freed bytes.
+    std::uint64_t large_nmalloc() const noexcept { return large_nmalloc_.load(std::memory_order_relaxed); }
+    std::uint64_t large_nfree() const noexcept { return large_nfree_.load(std::memory_order_relaxed); }
+    std::uint64_t large_bytes_alloc() const noexcept { return large_bytes_alloc_.load(std::memory_order_relaxed); }
+    std::uint64_t large_bytes_freed() const noexcept { return large_bytes_freed_.load(std::memory_order_relaxed); }
+    // Free pages whose memory has been returned to the OS (madvise).
+    std::size_t pages_released() const noexcept { return pages_released_.load(std::memory_order_relaxed); }
+    // errno of the first arena whose prctl naming failed (EINVAL: a kernel
+    // without CONFIG_ANON_VMA_NAME); 0 while every arena took its name.
+    int name_errno() const noexcept { return name_errno_.load(std::memory_order_relaxed); }
 
     // For walkers (invariant checks, statistics): hold lock() while reading.
     mutex& lock() noexcept { return lock_; }
@@ -83,8 +109,19 @@ private:
     std::atomic<std::size_t> pages_in_use_{0};
     std::atomic<std::size_t> small_spans_{0};
     std::atomic<std::size_t> large_spans_{0};
+    std::atomic<std::size_t> class_spans_[num_classes] = {};
+    std::atomic<std::uint64_t> large_nmalloc_{0};
+    std::atomic<std::uint64_t> large_nfree_{0};
+    std::atomic<std::uint64_t> large_bytes_alloc_{0};
+    std::atomic<std::uint64_t> large_bytes_freed_{0};
+    std::atomic<std::size_t> pages_released_{0};
+    std::atomic<std::size_t> pages_ever_freed_{0};
+    std::atomic<std::uint32_t> tick_{0};
+    std::atomic<int> name_errno_{0};
 };
 
 inline constexpr std::size_t max_arenas = std::size_t{1} << 16;  // 4 TiB of heap
+// Every arena's name in /proc/self/maps ("[anon:spanmap: heap]").
+inline constexpr char arena_vma_name[] = "spanmap: heap";
 
 }  // namespace spanmap::detail

@@ -31,6 +31,7 @@ inline constexpr std::size_t max_request = std::size_t{1} << 42;
 // Objects of the smallest class hold one word; a span of one page holds 1024.
 inline constexpr std::size_t max_objects_per_span = page_size / 8;
 inline constexpr std::size_t span_bitmap_words = max_objects_per_span / 64;
+static_assert(max_objects_per_span <= 0xffff, "mspan::live_samples counts a span's objects in 16 bits");
 
 static_assert(page_size == 8192, "Go's page: _PageShift = 13");
 static_assert(arena_bytes == 64u << 20, "Go's arena on linux/amd64: 64 MiB");
@@ -92,6 +93,13 @@ std::uint64_t os_random() noexcept;
 
 // Bytes the allocator has mapped for its own metadata (spans, arenas, caches).
 extern std::atomic<std::size_t> metadata_sys;
+
+// Every function that can stand between the program's call and the heap
+// profiler's stack capture (the allocation entry points and the paths to the
+// sampler) is placed in this section, so the profiler can drop their frames by
+// address: the linker gathers the section into one range and names its ends
+// __start_spanmap_alloc_text and __stop_spanmap_alloc_text. See profile.h.
+#define SPANMAP_ALLOC_TEXT __attribute__((section("spanmap_alloc_text")))
 
 // --- locks -------------------------------------------------------------------
 
@@ -167,6 +175,11 @@ struct mspan {
     span_state state;
     span_list_id list;
     bool needzero;  // some page may hold old data (fresh pages are zero)
+    // Objects of this span that the heap profiler sampled and that are not yet
+    // freed: the free path tests it (this line is loaded anyway) and only a
+    // non-zero count sends it to profile_on_free(). Changed under the
+    // profiler's lock; read without it. Zero in a fresh span (span_pool::get).
+    std::atomic<std::uint16_t> live_samples;
 
     // Small spans, owned by their mcentral's lock:
     //   nfree == popcount(free_bits) and nfree <= nelems; bits past nelems are 0;
@@ -191,7 +204,14 @@ struct heap_arena {
     std::uintptr_t base;
     std::atomic<mspan*> spans[pages_per_arena];  // page -> span; null for free pages
     std::uint64_t free_bits[arena_bitmap_words];  // 1 = page free
+    // 1 = a free page whose memory went back to the OS; always a subset of
+    // free_bits. Taking such a page out of the heap clears its bit.
+    std::uint64_t released_bits[arena_bitmap_words];
+    // The scavenger's tick when a page of this word (64 pages, 512 KiB) was
+    // last freed: the word's free pages are released once it is old enough.
+    std::uint32_t freed_tick[arena_bitmap_words];
     std::uint32_t free_pages;                     // popcount(free_bits)
+    std::uint32_t released_pages;                 // popcount(released_bits)
     std::uint32_t search_word;                    // no free page below this word
     std::uint32_t zeroed_base;                    // pages from here on were never handed out
     bool named;                                   // prctl naming took

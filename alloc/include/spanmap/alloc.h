@@ -61,6 +61,14 @@
 //   for the next thread; allocations that arrive later on that thread (other
 //   destructors, the C library's teardown) go straight to mcentral.
 //
+// Heap profiling
+//   Off by default. When on (<spanmap/profile.h>), each thread cache counts
+//   allocated bytes down to a random sampling point (a Poisson process, mean
+//   512 KiB); a sampled object's stack is recorded and its span counts its
+//   live samples, so its free is noticed. Off, the small path pays one test
+//   of a flag in the thread cache and the free path one test of the span's
+//   count. See alloc/src/profile.h.
+//
 // Memory for the allocator's own records (spans, arena tables, caches) is
 // mapped from the OS, never taken from malloc: spanmap may *be* malloc.
 // Initialisation is lazy, needs no constructor and allocates nothing.
@@ -87,6 +95,8 @@ void deallocate(void* p, std::size_t size, std::size_t alignment = default_align
 std::size_t usable_size(const void* p) noexcept;
 // What allocate(size, alignment) would make usable: Go's roundupsize.
 std::size_t good_size(std::size_t size, std::size_t alignment = default_alignment) noexcept;
+// All free memory back to the OS now (see spanmap_release_free_memory).
+inline std::size_t release_free_memory() noexcept { return spanmap_release_free_memory(); }
 
 template <class T>
 class allocator {

@@ -1,0 +1,100 @@
+#include "scavenge.h"
+
+#include "cache.h"
+#include "conf.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <ctime>
+
+#ifndef MADV_FREE
+#define MADV_FREE 8
+#endif
+
+namespace spanmap::detail {
+namespace {
+
+// The scavenger starts once this much has been freed: a process that never
+// gives memory back needs no thread, and by then the process is well past the
+// loader's early allocations, where starting a thread would be unwise.
+constexpr std::size_t start_after_pages = 128;  // 1 MiB
+constexpr std::uint32_t ticks_per_decay = 4;
+constexpr std::size_t pages_per_lock_hold = 64;  // one bitmap word
+
+// 0: not started; 1: starting or running. Reset in a fork child.
+std::atomic<int> scavenger_state{0};
+
+void sleep_ms(std::uint64_t ms) {
+    timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>((ms % 1000) * 1000000)};
+    while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+void* scavenger_main(void*) {
+    const std::uint64_t tick_ms = conf.decay_ms / ticks_per_decay > 10 ? conf.decay_ms / ticks_per_decay : 10;
+    for (;;) {
+        sleep_ms(tick_ms);
+        const std::uint32_t now = g.heap.tick() + 1;
+        g.heap.set_tick(now);
+        while (g.heap.scavenge(now, ticks_per_decay, pages_per_lock_hold) != 0) {
+        }
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+bool scavenge_zeroes() noexcept { return !conf.madv_free; }
+
+void os_release(void* p, std::size_t bytes) noexcept {
+    const int saved = errno;
+    if (!conf.madv_free || ::madvise(p, bytes, MADV_FREE) != 0) ::madvise(p, bytes, MADV_DONTNEED);
+    errno = saved;
+}
+
+void arena_advice(void* base, std::size_t bytes) noexcept {
+    if (conf.thp == thp_mode::system) return;
+    const int saved = errno;
+    ::madvise(base, bytes, conf.thp == thp_mode::always ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    errno = saved;
+}
+
+void maybe_start_scavenger() noexcept {
+    if (__builtin_expect(scavenger_state.load(std::memory_order_relaxed) != 0, 1)) return;
+    if (!conf.scavenger || g.heap.pages_ever_freed() < start_after_pages) return;
+    int expected = 0;
+    if (!scavenger_state.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) return;
+    // pthread_create allocates (the new thread's TLS); that re-enters us with
+    // the state already set, so it does not come back here.
+    const int saved = errno;
+    sigset_t all;
+    sigset_t old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);  // the thread takes no signals
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 << 10);
+    pthread_t thread;
+    if (pthread_create(&thread, &attr, scavenger_main, nullptr) == 0)
+        pthread_setname_np(thread, "spanmap-scav");
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    errno = saved;
+}
+
+void scavenger_forget_thread() noexcept { scavenger_state.store(0, std::memory_order_relaxed); }
+
+std::size_t release_free_memory() noexcept {
+    ensure_init();
+    flush_thread_cache();
+    for (unsigned c = 1; c < num_classes; ++c) g.central[c].release_empty_spans();
+    std::size_t pages = 0;
+    for (std::size_t n; (n = g.heap.scavenge(g.heap.tick(), 0, pages_per_lock_hold)) != 0;) pages += n;
+    return pages * page_size;
+}
+
+}  // namespace spanmap::detail

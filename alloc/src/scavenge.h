@@ -1,0 +1,48 @@
+// The scavenger: giving idle memory back to the OS. See <spanmap/alloc.h>.
+//
+// A free page keeps its memory until it has stayed free for the decay period
+// (SPANMAP_CONF decay_ms, default 1000). Then a background thread — started
+// lazily, once the heap has freed some pages, as Go's bgscavenge — hands it
+// back with madvise(MADV_DONTNEED) (or MADV_FREE, SPANMAP_CONF madvise:free)
+// and marks it released in its arena's bitmap. The clock is coarse on
+// purpose: the thread ticks four times per decay period, and a free stamps the
+// tick on its whole bitmap word (64 pages, 512 KiB), so one recent free keeps
+// its 512 KiB neighbourhood resident a little longer — the price of not
+// keeping a time per page. The thread runs on time, not on allocation
+// activity, so an idle process shrinks too (jemalloc#1940).
+//
+// Released pages stay in the heap's free bitmap and are reused first-fit like
+// any free page, before new address space is reserved; with MADV_DONTNEED
+// they are known to read as zero, so calloc and allocate_zeroed skip clearing
+// them.
+//
+// release_free_memory() does it all at once: the calling thread's cache, the
+// spare empty span of every mcentral, then every free page. Other threads'
+// caches are theirs alone (they are read without locks), so what they hold
+// stays until they exit or refill; they are bounded (see cache.h).
+//
+// The scavenger holds mheap's lock for one bitmap word's madvise at a time,
+// so an allocation waits at most that long. After fork the child has no
+// scavenger thread; it starts its own when it frees memory.
+#pragma once
+
+#include <cstddef>
+
+namespace spanmap::detail {
+
+// Whether a released page reads as zero when it is taken again (MADV_DONTNEED
+// zero-fills on the next touch; MADV_FREE keeps the old data until the kernel
+// reclaims it).
+bool scavenge_zeroes() noexcept;
+// madvise with the configured advice.
+void os_release(void* p, std::size_t bytes) noexcept;
+// Transparent huge pages for a new arena, as SPANMAP_CONF thp says.
+void arena_advice(void* base, std::size_t bytes) noexcept;
+// Starts the background thread if it is due. Call with no allocator lock held.
+void maybe_start_scavenger() noexcept;
+// The fork child has no scavenger thread; let it start one.
+void scavenger_forget_thread() noexcept;
+// Everything free, back to the OS now; returns the bytes released.
+std::size_t release_free_memory() noexcept;
+
+}  // namespace spanmap::detail
