@@ -1,6 +1,8 @@
 // The C and C++ entry points: size to class, the small and large paths, and
 // the checks every free makes before it trusts a pointer.
 #include "cache.h"
+#include "profile.h"
+#include "scavenge.h"
 
 #include <spanmap/alloc.h>
 #include <spanmap/spanmap.h>
@@ -22,7 +24,7 @@ std::size_t pages_for(std::size_t n) { return n == 0 ? 1 : (n + page_size - 1) >
 // every byte: the caller asked for zeros, not for the cost of them up front.
 constexpr std::size_t zero_by_madvise_bytes = 256 << 10;
 
-void* alloc_large(std::size_t n, std::size_t align, bool zero) noexcept {
+SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero) noexcept {
     if (n > max_request || align > max_request) return nullptr;
     ensure_init();
     const std::size_t align_pages = align > page_size ? align >> page_shift : 1;
@@ -33,16 +35,23 @@ void* alloc_large(std::size_t n, std::size_t align, bool zero) noexcept {
         const std::size_t bytes = std::size_t{s->npages} << page_shift;
         if (bytes < zero_by_madvise_bytes || ::madvise(p, bytes, MADV_DONTNEED) != 0) std::memset(p, 0, n);
     }
+    // The heap profiler's countdown, on this slow path with no lock held; a
+    // thread with no cache yet gets one here when profiling is on.
+    mcache* mc = tls_cache;
+    if (__builtin_expect(
+            mc == nullptr || (cache_usable(mc) && mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off), 0))
+        profile_large(p, s);
+    maybe_start_scavenger();
     return p;
 }
 
-void* alloc(std::size_t n, std::size_t align) noexcept {
+SPANMAP_ALLOC_TEXT void* alloc(std::size_t n, std::size_t align) noexcept {
     const unsigned c = size_class_aligned(n, align);
     if (c != 0) return alloc_small(c);
     return alloc_large(n, align, false);
 }
 
-void* alloc_zeroed(std::size_t n, std::size_t align) noexcept {
+SPANMAP_ALLOC_TEXT void* alloc_zeroed(std::size_t n, std::size_t align) noexcept {
     const unsigned c = size_class_aligned(n, align);
     if (c == 0) return alloc_large(n, align, true);
     void* p = alloc_small(c);
@@ -50,7 +59,7 @@ void* alloc_zeroed(std::size_t n, std::size_t align) noexcept {
     return p;
 }
 
-void* malloc_impl(std::size_t n) noexcept {
+SPANMAP_ALLOC_TEXT void* malloc_impl(std::size_t n) noexcept {
     const unsigned c = size_class_malloc(n);
     if (__builtin_expect(c != 0, 1)) return alloc_small(c);
     return alloc_large(n, page_size, false);
@@ -89,12 +98,14 @@ std::size_t span_usable(const mspan* s) noexcept {
 }
 
 inline void free_checked(void* ptr, mspan* s) noexcept {
+    if (__builtin_expect(s->live_samples.load(std::memory_order_relaxed) != 0, 0)) profile_on_free(ptr, s);
     if (__builtin_expect(s->size_class != 0, 1)) {
         free_small(s->size_class, ptr);
         return;
     }
     const int saved = errno;
     g.heap.free_span(s);
+    maybe_start_scavenger();
     errno = saved;
 }
 
@@ -111,7 +122,7 @@ inline void free_sized_impl(void* ptr, std::size_t size) noexcept {
     free_checked(ptr, s);
 }
 
-void* realloc_impl(void* ptr, std::size_t n) noexcept {
+SPANMAP_ALLOC_TEXT void* realloc_impl(void* ptr, std::size_t n) noexcept {
     if (ptr == nullptr) return malloc_impl(n);
     mspan* s = checked_span(ptr, "realloc");
     const std::size_t old = span_usable(s);
@@ -142,19 +153,19 @@ using namespace spanmap::detail;
 
 extern "C" {
 
-void* spanmap_malloc(size_t size) noexcept {
+SPANMAP_ALLOC_TEXT void* spanmap_malloc(size_t size) noexcept {
     void* p = malloc_impl(size);
     return p != nullptr ? p : fail_enomem();
 }
 
-void* spanmap_calloc(size_t count, size_t size) noexcept {
+SPANMAP_ALLOC_TEXT void* spanmap_calloc(size_t count, size_t size) noexcept {
     size_t n = 0;
     if (__builtin_mul_overflow(count, size, &n)) return fail_enomem();
     void* p = alloc_zeroed(n, n <= 8 ? 8 : 16);
     return p != nullptr ? p : fail_enomem();
 }
 
-void* spanmap_realloc(void* p, size_t size) noexcept {
+SPANMAP_ALLOC_TEXT void* spanmap_realloc(void* p, size_t size) noexcept {
     if (p != nullptr && size == 0) {
         // glibc's choice: realloc(p, 0) frees p and returns NULL.
         free_impl(p);
@@ -168,7 +179,7 @@ void spanmap_free(void* p) noexcept { free_impl(p); }
 
 void spanmap_free_sized(void* p, size_t size) noexcept { free_sized_impl(p, size); }
 
-void* spanmap_aligned_alloc(size_t alignment, size_t size) noexcept {
+SPANMAP_ALLOC_TEXT void* spanmap_aligned_alloc(size_t alignment, size_t size) noexcept {
     if (!is_pow2(alignment)) {
         errno = EINVAL;
         return nullptr;
@@ -192,17 +203,19 @@ size_t spanmap_good_size(size_t size) noexcept {
 
 void spanmap_thread_cache_flush(void) noexcept { flush_thread_cache(); }
 
+size_t spanmap_release_free_memory(void) noexcept { return release_free_memory(); }
+
 }  // extern "C"
 
 namespace spanmap {
 
-void* allocate(std::size_t size, std::size_t alignment) {
+SPANMAP_ALLOC_TEXT void* allocate(std::size_t size, std::size_t alignment) {
     void* p = is_pow2(alignment) ? alloc(size, alignment) : nullptr;
     if (p == nullptr) throw std::bad_alloc();
     return p;
 }
 
-void* allocate_zeroed(std::size_t size, std::size_t alignment) {
+SPANMAP_ALLOC_TEXT void* allocate_zeroed(std::size_t size, std::size_t alignment) {
     void* p = is_pow2(alignment) ? alloc_zeroed(size, alignment) : nullptr;
     if (p == nullptr) throw std::bad_alloc();
     return p;

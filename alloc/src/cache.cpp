@@ -1,4 +1,7 @@
 #include "cache.h"
+#include "conf.h"
+#include "scavenge.h"
+#include "profile.h"
 
 #include <cerrno>
 #include <cstring>
@@ -26,7 +29,8 @@ mcache* new_cache() noexcept {
         constexpr std::size_t bytes = (sizeof(mcache) + 4095) & ~std::size_t{4095};
         mc = static_cast<mcache*>(os_map(bytes));
         if (mc == nullptr) return nullptr;
-        bump(metadata_sys, bytes);
+        // Not under the heap's lock like the other writers: a real add.
+        metadata_sys.fetch_add(bytes, std::memory_order_relaxed);
         std::size_t slot = 0;
         for (unsigned c = 1; c < num_classes; ++c) {
             mc->bins[c].cap = bin_cap(c);
@@ -37,6 +41,11 @@ mcache* new_cache() noexcept {
         ++g.caches_mapped;
     }
     lock_guard lk(g.caches_lock);
+    // Under the lock profile_start/profile_stop take to set every live cache.
+    // A parked cache may have left its thread inside the profiler (a fork
+    // child parks the caches of the threads that did not come along).
+    mc->prof.profiling.store(profile_active() ? profiling_redraw : profiling_off, std::memory_order_release);
+    mc->prof.in_profiler = false;
     mc->prev = nullptr;
     mc->next = g.live;
     if (g.live != nullptr) g.live->prev = mc;
@@ -45,8 +54,8 @@ mcache* new_cache() noexcept {
     return mc;
 }
 
-// The calling thread's cache, made on first use; nullptr if the thread has
-// exited its cache or no memory could be had for one.
+}  // namespace
+
 mcache* attach() noexcept {
     mcache* mc = tls_cache;
     if (mc != nullptr) return cache_usable(mc) ? mc : nullptr;
@@ -59,6 +68,8 @@ mcache* attach() noexcept {
     pthread_setspecific(g.exit_key, mc);
     return mc;
 }
+
+namespace {
 
 // Hands every object of mc back to mcentral, folds its counters into the
 // retired totals and parks it for the next thread.
@@ -94,7 +105,9 @@ void thread_exit(void* arg) noexcept {
 // fork: the child must not inherit a lock held by a thread that does not
 // exist there. Every allocator lock is taken before fork, in the one order
 // the allocator nests them (init, each mcentral by class, mheap, caches).
+// The heap profiler's lock nests with none of them; it is taken first.
 void fork_prepare() noexcept {
+    profile_fork_prepare();
     g.init_lock.lock();
     for (unsigned c = 1; c < num_classes; ++c) g.central[c].lock().lock();
     g.heap.lock().lock();
@@ -106,10 +119,13 @@ void fork_parent() noexcept {
     g.heap.lock().unlock();
     for (unsigned c = num_classes - 1; c >= 1; --c) g.central[c].lock().unlock();
     g.init_lock.unlock();
+    profile_fork_parent();
 }
 
 void fork_child() noexcept {
     fork_parent();
+    profile_fork_child();
+    scavenger_forget_thread();
     // Only the forking thread lives on in the child: the caches of the others
     // would hold their objects forever, so they are emptied and parked now.
     for (;;) {
@@ -137,6 +153,8 @@ void init_slow() noexcept {
         g.free_key = os_random();
         if (pthread_key_create(&g.exit_key, thread_exit) != 0)
             fatal("init", nullptr, "no pthread key left for thread-exit cleanup");
+        read_conf();
+        profile_init_from_conf();
         g.init_state.store(2, std::memory_order_release);
     }
     // Registered once the allocator is usable and outside the init lock:
@@ -160,7 +178,7 @@ void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept {
     g.central[c].release(leaving, out);
 }
 
-void* alloc_small_slow(unsigned c) noexcept {
+SPANMAP_ALLOC_TEXT void* alloc_small_slow(unsigned c) noexcept {
     const int saved_errno = errno;
     mcache* mc = attach();
     errno = saved_errno;
@@ -172,13 +190,21 @@ void* alloc_small_slow(unsigned c) noexcept {
         *static_cast<std::uintptr_t*>(p) = 0;
         return p;
     }
+    // A cache attached just now takes the profiler's state with it.
+    if (__builtin_expect(mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off, 0))
+        return alloc_small_profiled(c);
     cache_bin& b = mc->bins[c];
-    if (b.count.load(std::memory_order_relaxed) == 0) {
-        const std::size_t got = g.central[c].fill(b.slots, bin_batch(c));
-        if (got == 0) return nullptr;
-        b.count.store(static_cast<std::uint32_t>(got), std::memory_order_release);
-    }
-    return alloc_small(c);
+    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+    return n != 0 ? bin_pop(b, n) : refill_and_pop(mc, c);
+}
+
+void* refill_and_pop(mcache* mc, unsigned c) noexcept {
+    maybe_start_scavenger();
+    cache_bin& b = mc->bins[c];
+    const std::size_t got = g.central[c].fill(b.slots, bin_batch(c));
+    if (got == 0) return nullptr;
+    b.count.store(static_cast<std::uint32_t>(got), std::memory_order_release);
+    return bin_pop(b, static_cast<std::uint32_t>(got));
 }
 
 void free_small_slow(unsigned c, void* p) noexcept {
@@ -191,7 +217,11 @@ void free_small_slow(unsigned c, void* p) noexcept {
         return;
     }
     cache_bin& b = mc->bins[c];
-    if (b.count.load(std::memory_order_relaxed) == b.cap) flush_bin(mc, c, b.cap - bin_batch(c));
+    if (b.count.load(std::memory_order_relaxed) == b.cap) {
+        flush_bin(mc, c, b.cap - bin_batch(c));
+        // Frees that empty spans are what the scavenger is for; it may be due.
+        maybe_start_scavenger();
+    }
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
     b.slots[n] = p;
     b.count.store(n + 1, std::memory_order_release);
@@ -202,6 +232,7 @@ void flush_thread_cache() noexcept {
     mcache* mc = tls_cache;
     if (!cache_usable(mc)) return;
     for (unsigned c = 1; c < num_classes; ++c) flush_bin(mc, c, 0);
+    maybe_start_scavenger();
 }
 
 }  // namespace spanmap::detail

@@ -63,7 +63,26 @@ struct cache_bin {
     std::atomic<std::uint64_t> nfree;
 };
 
+// The heap profiler's per-thread state (see profile.h). First in mcache, so
+// the fast path's one test of `profiling` reads the line the TLS pointer
+// points at.
+struct cache_profile {
+    // profiling_off, profiling_on, or profiling_redraw (on, and the countdown
+    // is to be drawn afresh: the rate may have changed). Set for every live
+    // cache by profile_start/profile_stop and for a cache when it is
+    // attached, under caches_lock; the owner turns redraw into on.
+    std::atomic<std::uint8_t> profiling;
+    // The rest belongs to the owner thread alone.
+    bool in_profiler;                 // recording a sample: allocations now are the profiler's own
+    std::int64_t bytes_until_sample;  // the countdown; a sample when an allocation takes it below 0
+    std::uint64_t rng;                // the countdown's random state
+};
+inline constexpr std::uint8_t profiling_off = 0;
+inline constexpr std::uint8_t profiling_on = 1;
+inline constexpr std::uint8_t profiling_redraw = 2;
+
 struct mcache {
+    cache_profile prof;
     cache_bin bins[num_classes];
     mcache* next;  // on the live or the parked list
     mcache* prev;
@@ -112,23 +131,47 @@ inline std::uintptr_t free_mark(std::uintptr_t p) { return g.free_key ^ p; }
 
 void* alloc_small_slow(unsigned c) noexcept;
 void free_small_slow(unsigned c, void* p) noexcept;
+// alloc_small while the thread's cache is profiling: the same pop or refill,
+// then the sampler's countdown (profile.cpp).
+void* alloc_small_profiled(unsigned c) noexcept;
+// Refills mc's empty bin c from mcentral and pops an object from it; nullptr
+// when the heap could get no memory.
+void* refill_and_pop(mcache* mc, unsigned c) noexcept;
+// The calling thread's cache, made on first use; nullptr if the thread has
+// exited its cache or no memory could be had for one.
+mcache* attach() noexcept;
 // Returns every object in the calling thread's cache to mcentral.
 void flush_thread_cache() noexcept;
 // Moves bin c's oldest objects, all but `keep`, back to mcentral.
 void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept;
 
-inline void* alloc_small(unsigned c) noexcept {
+// Takes the newest object of bin b, which holds n > 0 of them.
+inline void* bin_pop(cache_bin& b, std::uint32_t n) noexcept {
+    void* p = b.slots[n - 1];
+    b.count.store(n - 1, std::memory_order_relaxed);
+    bump(b.nmalloc);
+    *static_cast<std::uintptr_t*>(p) = 0;  // erase the free mark
+    return p;
+}
+
+// Inlined into the (SPANMAP_ALLOC_TEXT) functions that call it, so that it
+// never has a frame of its own in a heap profile's stacks: the optimiser does
+// that by itself, and is made to when not optimising. (Forcing it when
+// optimising would change how its callers are inlined in turn.)
+#ifdef __OPTIMIZE__
+#define SPANMAP_INLINE_ALLOC_PATH inline
+#else
+#define SPANMAP_INLINE_ALLOC_PATH __attribute__((always_inline)) inline
+#endif
+SPANMAP_INLINE_ALLOC_PATH void* alloc_small(unsigned c) noexcept {
     mcache* mc = tls_cache;
     if (__builtin_expect(cache_usable(mc), 1)) {
+        // Profiling off costs this one test.
+        if (__builtin_expect(mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off, 0))
+            return alloc_small_profiled(c);
         cache_bin& b = mc->bins[c];
         const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-        if (__builtin_expect(n != 0, 1)) {
-            void* p = b.slots[n - 1];
-            b.count.store(n - 1, std::memory_order_relaxed);
-            bump(b.nmalloc);
-            *static_cast<std::uintptr_t*>(p) = 0;  // erase the free mark
-            return p;
-        }
+        if (__builtin_expect(n != 0, 1)) return bin_pop(b, n);
     }
     return alloc_small_slow(c);
 }

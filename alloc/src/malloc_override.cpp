@@ -74,6 +74,12 @@ void* new_nothrow(std::size_t size, std::size_t align) noexcept {
 
 }  // namespace
 
+// Every function of this library is spanmap's: the heap profiler drops all
+// their frames from its stacks (the weak default in profile.cpp says no).
+namespace spanmap::detail {
+bool profile_whole_module() noexcept { return true; }
+}  // namespace spanmap::detail
+
 // --- C ------------------------------------------------------------------------
 
 SPANMAP_EXPORT void* malloc(std::size_t size) { return spanmap_malloc(size); }
@@ -141,12 +147,8 @@ SPANMAP_EXPORT int __posix_memalign(void** out, std::size_t align, std::size_t s
     return posix_memalign(out, align, size);
 }
 
-// Nothing to trim yet beyond the calling thread's cache; returns 1 when memory
-// was released, as glibc does.
-SPANMAP_EXPORT int malloc_trim(std::size_t /*pad*/) {
-    spanmap_thread_cache_flush();
-    return 0;
-}
+// Returns all free memory to the OS; 1 when some was released, as glibc does.
+SPANMAP_EXPORT int malloc_trim(std::size_t /*pad*/) { return spanmap_release_free_memory() != 0 ? 1 : 0; }
 
 // glibc's tuning knobs do not apply; accepting them keeps programs that set
 // them running.

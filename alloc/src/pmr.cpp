@@ -1,8 +1,10 @@
+#include "internal.h"
+
 #include <spanmap/pmr.h>
 
 namespace spanmap {
 
-void* memory_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
+SPANMAP_ALLOC_TEXT void* memory_resource::do_allocate(std::size_t bytes, std::size_t alignment) {
     return spanmap::allocate(bytes, alignment);
 }
 
