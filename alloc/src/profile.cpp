@@ -76,8 +76,8 @@ constexpr std::size_t dropped_frames_max = 16;
 constexpr char profile_vma_name[] = "spanmap: profile";
 
 struct profiler {
-    // Guards everything below `frames` (the tables). A leaf: nothing that
-    // holds it allocates or takes another lock.
+    // Guards the two tables (from `stacks` on). A leaf: nothing that holds
+    // it allocates or takes another lock.
     mutex lock;
 
     std::atomic<bool> on{false};
@@ -342,10 +342,14 @@ void find_module_range() noexcept {
     prof.module_hi.store(hi, std::memory_order_relaxed);
 }
 
-#ifdef SPANMAP_HAVE_LIBUNWIND
-// The return addresses of the calling stack, innermost first.
+// The return addresses of the calling stack, innermost first. (Without
+// libunwind profiling never starts and nothing calls this.)
 __attribute__((always_inline)) inline int capture_stack(void** out, int max) noexcept {
-#if defined(__SANITIZE_THREAD__)
+#if !defined(SPANMAP_HAVE_LIBUNWIND)
+    (void)out;
+    (void)max;
+    return 0;
+#elif defined(__SANITIZE_THREAD__)
     // unw_backtrace keeps a per-thread cache that frees itself in the last
     // round of thread-specific-data destructors, through a mutex that
     // ThreadSanitizer intercepts after it has already ended the thread (a
@@ -364,14 +368,12 @@ __attribute__((always_inline)) inline int capture_stack(void** out, int max) noe
     return unw_backtrace(out, max);
 #endif
 }
-#endif
 
 // Records p (bytes, in span s) as sampled from the calling stack. Called with
 // no lock held; out of line and in spanmap_alloc_text, so its frame is dropped.
 SPANMAP_ALLOC_TEXT __attribute__((noinline)) void record_sample(mcache* mc, void* p, mspan* s,
                                                                   std::size_t bytes) noexcept {
     cache_profile& cp = mc->prof;
-#ifdef SPANMAP_HAVE_LIBUNWIND
     const int saved_errno = errno;
     cp.in_profiler = true;
     cp.bytes_until_sample = countdown_parked;
@@ -409,12 +411,6 @@ SPANMAP_ALLOC_TEXT __attribute__((noinline)) void record_sample(mcache* mc, void
     cp.bytes_until_sample = draw_countdown(cp);
     cp.in_profiler = false;
     errno = saved_errno;
-#else
-    cp.bytes_until_sample = draw_countdown(cp);
-    (void)p;
-    (void)s;
-    (void)bytes;
-#endif
 }
 
 // libunwind initialises itself at first use behind a plain flag, and then
