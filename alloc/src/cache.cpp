@@ -125,7 +125,7 @@ void fork_parent() noexcept {
 void fork_child() noexcept {
     fork_parent();
     profile_fork_child();
-    scavenger_forget_thread();
+    scavenger_after_fork_child();
     // Only the forking thread lives on in the child: the caches of the others
     // would hold their objects forever, so they are emptied and parked now.
     for (;;) {

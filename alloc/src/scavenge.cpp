@@ -24,8 +24,45 @@ constexpr std::size_t start_after_pages = 128;  // 1 MiB
 constexpr std::uint32_t ticks_per_decay = 4;
 constexpr std::size_t pages_per_lock_hold = 64;  // one bitmap word
 
-// 0: not started; 1: starting or running. Reset in a fork child.
-std::atomic<int> scavenger_state{0};
+// How memory is scavenged in this process.
+enum : int {
+    not_started = 0,  // no thread yet
+    threaded = 1,     // the background thread is starting or running
+    inline_only = 2,  // a fork child: no new thread (the child of a threaded
+                      // process may not create one); the allocation slow
+                      // paths scavenge instead, on the same clock
+};
+std::atomic<int> scavenger_state{not_started};
+std::atomic<std::uint64_t> next_inline_tick_ns{0};
+
+std::uint64_t tick_ms() {
+    return conf.decay_ms / ticks_per_decay > 10 ? conf.decay_ms / ticks_per_decay : 10;
+}
+
+std::uint64_t now_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+// One tick of the clock and the releases it makes due.
+void tick_and_scavenge() {
+    const std::uint32_t now = g.heap.tick() + 1;
+    g.heap.set_tick(now);
+    while (g.heap.scavenge(now, ticks_per_decay, pages_per_lock_hold) != 0) {
+    }
+}
+
+void scavenge_inline() {
+    std::uint64_t due = next_inline_tick_ns.load(std::memory_order_relaxed);
+    const std::uint64_t now = now_ns();
+    if (now < due) return;
+    if (!next_inline_tick_ns.compare_exchange_strong(due, now + tick_ms() * 1000000u, std::memory_order_relaxed))
+        return;  // another thread takes this tick
+    const int saved = errno;
+    tick_and_scavenge();
+    errno = saved;
+}
 
 void sleep_ms(std::uint64_t ms) {
     timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>((ms % 1000) * 1000000)};
@@ -34,13 +71,9 @@ void sleep_ms(std::uint64_t ms) {
 }
 
 void* scavenger_main(void*) {
-    const std::uint64_t tick_ms = conf.decay_ms / ticks_per_decay > 10 ? conf.decay_ms / ticks_per_decay : 10;
     for (;;) {
-        sleep_ms(tick_ms);
-        const std::uint32_t now = g.heap.tick() + 1;
-        g.heap.set_tick(now);
-        while (g.heap.scavenge(now, ticks_per_decay, pages_per_lock_hold) != 0) {
-        }
+        sleep_ms(tick_ms());
+        tick_and_scavenge();
     }
     return nullptr;
 }
@@ -63,10 +96,16 @@ void arena_advice(void* base, std::size_t bytes) noexcept {
 }
 
 void maybe_start_scavenger() noexcept {
-    if (__builtin_expect(scavenger_state.load(std::memory_order_relaxed) != 0, 1)) return;
-    if (!conf.scavenger || g.heap.pages_ever_freed() < start_after_pages) return;
-    int expected = 0;
-    if (!scavenger_state.compare_exchange_strong(expected, 1, std::memory_order_relaxed)) return;
+    const int state = scavenger_state.load(std::memory_order_relaxed);
+    if (__builtin_expect(state == threaded, 1)) return;
+    if (!conf.scavenger) return;
+    if (state == inline_only) {
+        scavenge_inline();
+        return;
+    }
+    if (g.heap.pages_ever_freed() < start_after_pages) return;
+    int expected = not_started;
+    if (!scavenger_state.compare_exchange_strong(expected, threaded, std::memory_order_relaxed)) return;
     // pthread_create allocates (the new thread's TLS); that re-enters us with
     // the state already set, so it does not come back here.
     const int saved = errno;
@@ -86,7 +125,10 @@ void maybe_start_scavenger() noexcept {
     errno = saved;
 }
 
-void scavenger_forget_thread() noexcept { scavenger_state.store(0, std::memory_order_relaxed); }
+void scavenger_after_fork_child() noexcept {
+    scavenger_state.store(inline_only, std::memory_order_relaxed);
+    next_inline_tick_ns.store(0, std::memory_order_relaxed);
+}
 
 std::size_t release_free_memory() noexcept {
     ensure_init();

@@ -23,7 +23,9 @@
 //
 // The scavenger holds mheap's lock for one bitmap word's madvise at a time,
 // so an allocation waits at most that long. After fork the child has no
-// scavenger thread; it starts its own when it frees memory.
+// scavenger thread and starts none; its allocation slow paths keep the same
+// clock instead and release what has aged, so a busy child shrinks too (an
+// idle one keeps what it has until it allocates again).
 #pragma once
 
 #include <cstddef>
@@ -40,8 +42,10 @@ void os_release(void* p, std::size_t bytes) noexcept;
 void arena_advice(void* base, std::size_t bytes) noexcept;
 // Starts the background thread if it is due. Call with no allocator lock held.
 void maybe_start_scavenger() noexcept;
-// The fork child has no scavenger thread; let it start one.
-void scavenger_forget_thread() noexcept;
+// The fork child has no scavenger thread and may not start one (the child of
+// a threaded process may call only async-signal-safe functions, and
+// ThreadSanitizer refuses): its allocation slow paths scavenge instead.
+void scavenger_after_fork_child() noexcept;
 // Everything free, back to the OS now; returns the bytes released.
 std::size_t release_free_memory() noexcept;
 
