@@ -109,15 +109,11 @@ void thread_exit(void* arg) noexcept {
 void fork_prepare() noexcept {
     profile_fork_prepare();
     g.init_lock.lock();
-    for (unsigned c = 1; c < num_classes; ++c) g.central[c].lock().lock();
-    g.heap.lock().lock();
-    g.caches_lock.lock();
+    lock_all();
 }
 
 void fork_parent() noexcept {
-    g.caches_lock.unlock();
-    g.heap.lock().unlock();
-    for (unsigned c = num_classes - 1; c >= 1; --c) g.central[c].lock().unlock();
+    unlock_all();
     g.init_lock.unlock();
     profile_fork_parent();
 }
@@ -144,6 +140,18 @@ void fork_child() noexcept {
 }
 
 }  // namespace
+
+void lock_all() noexcept {
+    for (unsigned c = 1; c < num_classes; ++c) g.central[c].lock().lock();
+    g.heap.lock().lock();
+    g.caches_lock.lock();
+}
+
+void unlock_all() noexcept {
+    g.caches_lock.unlock();
+    g.heap.lock().unlock();
+    for (unsigned c = num_classes - 1; c >= 1; --c) g.central[c].lock().unlock();
+}
 
 void init_slow() noexcept {
     {

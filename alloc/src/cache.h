@@ -123,6 +123,11 @@ struct global_state {
 extern constinit global_state g;
 
 void init_slow() noexcept;
+// Every mcentral (in class order), then mheap, then the cache lists: the one
+// order the allocator nests its locks in. For walkers that need a still heap
+// (invariant checks, statistics) and for fork.
+void lock_all() noexcept;
+void unlock_all() noexcept;
 inline void ensure_init() noexcept {
     if (g.init_state.load(std::memory_order_acquire) != 2) init_slow();
 }

@@ -183,16 +183,11 @@ heap_info read_heap_info() noexcept {
 bool check_invariants(char* why, std::size_t why_len) noexcept {
     ensure_init();
     report r(why, why_len);
-    // Lock order: every mcentral (in class order), then mheap, then the caches.
-    for (unsigned c = 1; c < num_classes; ++c) g.central[c].lock().lock();
-    g.heap.lock().lock();
-    g.caches_lock.lock();
+    lock_all();
     std::size_t pages = 0;
     std::size_t spans = 0;
     const bool ok = check_arenas(r, pages) && check_centrals(r, spans) && check_caches(r);
-    g.caches_lock.unlock();
-    g.heap.lock().unlock();
-    for (unsigned c = num_classes - 1; c >= 1; --c) g.central[c].lock().unlock();
+    unlock_all();
     if (ok && why != nullptr && why_len > 0) why[0] = '\0';
     return ok;
 }

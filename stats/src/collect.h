@@ -55,8 +55,6 @@ struct heap_shape {
 
 // Lock order, as everywhere in the allocator: every mcentral in class order,
 // then mheap, then the cache list.
-void lock_all() noexcept;
-void unlock_all() noexcept;
 
 // Needs the cache list's lock (walks the live caches) and the heap's (span
 // records); the caller holds both, or neither and passes take_locks.

@@ -43,18 +43,6 @@ void cached_objects_locked(heap_shape& h) {
 
 }  // namespace
 
-void lock_all() noexcept {
-    for (unsigned c = 1; c < num_classes; ++c) g.central[c].lock().lock();
-    g.heap.lock().lock();
-    g.caches_lock.lock();
-}
-
-void unlock_all() noexcept {
-    g.caches_lock.unlock();
-    g.heap.lock().unlock();
-    for (unsigned c = num_classes - 1; c >= 1; --c) g.central[c].lock().unlock();
-}
-
 void read_counters(counters& k, bool take_locks) noexcept {
     k = counters{};
     // Threads without a cache, and caches handed back, count here.
