@@ -5,11 +5,11 @@
 //                            same order (the time is for all 1000 pairs)
 //
 // Modes:
-//   off   profiling off: the fast path pays one test of a flag in the thread
-//         cache (alloc) and of the span's live_samples (free)
-//   on    spanmap::profile_start() at the default rate, 512 KiB: the small path
-//         goes out of line through the countdown, one sample per 512 KiB on
-//         average (a stack capture and two table updates)
+//   off   profiling off: the fast path counts down from 16 MiB and pays one
+//         test of the span's live_samples on free
+//   on    spanmap::profile_start() at the default rate, 512 KiB: the same fast
+//         path, plus one sample per 512 KiB on average (a stack capture and
+//         two table updates)
 //
 // Built against a tree without the profiler (no <spanmap/profile.h>), only the
 // "off" benchmarks exist: that build is the baseline for "off". Compare with

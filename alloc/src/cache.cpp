@@ -44,7 +44,10 @@ mcache* new_cache() noexcept {
     // Under the lock profile_start/profile_stop take to set every live cache.
     // A parked cache may have left its thread inside the profiler (a fork
     // child parks the caches of the threads that did not come along).
-    mc->prof.profiling.store(profile_active() ? profiling_redraw : profiling_off, std::memory_order_release);
+    const bool profiling = profile_active();
+    mc->prof.profiling.store(profiling ? profiling_redraw : profiling_off, std::memory_order_release);
+    // On: the first allocation is a sample point, which draws the countdown.
+    mc->prof.bytes_until_sample.store(profiling ? -1 : countdown_off, std::memory_order_relaxed);
     mc->prof.in_profiler = false;
     mc->prev = nullptr;
     mc->next = g.live;
@@ -198,12 +201,10 @@ SPANMAP_ALLOC_TEXT void* alloc_small_slow(unsigned c) noexcept {
         *static_cast<std::uintptr_t*>(p) = 0;
         return p;
     }
-    // A cache attached just now takes the profiler's state with it.
-    if (__builtin_expect(mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off, 0))
-        return alloc_small_profiled(c);
     cache_bin& b = mc->bins[c];
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-    return n != 0 ? bin_pop(b, n) : refill_and_pop(mc, c);
+    void* p = n != 0 ? bin_pop(b, n) : refill_and_pop(mc, c);
+    return p != nullptr ? count_for_profile(mc, p, c) : nullptr;
 }
 
 void* refill_and_pop(mcache* mc, unsigned c) noexcept {

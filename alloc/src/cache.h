@@ -64,22 +64,36 @@ struct cache_bin {
 };
 
 // The heap profiler's per-thread state (see profile.h). First in mcache, so
-// the fast path's one test of `profiling` reads the line the TLS pointer
-// points at.
+// the fast path's countdown is in the line the TLS pointer points at.
 struct cache_profile {
+    // Bytes until the next sample point: every small allocation subtracts its
+    // size, and the one that takes it below zero goes out of line
+    // (profile_small). Profiling off, it counts down from countdown_off and
+    // the out-of-line call only winds it up again, so off and on pay the same
+    // subtract-and-branch. Written by the owner with relaxed loads and stores
+    // (a plain mov, no read-modify-write); profile_start/profile_stop also
+    // store -1 into it, so that the owner's next allocation looks at
+    // `profiling` (a store of theirs lost to the owner's racing write only
+    // delays that to the end of the current countdown).
+    std::atomic<std::int64_t> bytes_until_sample;
     // profiling_off, profiling_on, or profiling_redraw (on, and the countdown
     // is to be drawn afresh: the rate may have changed). Set for every live
     // cache by profile_start/profile_stop and for a cache when it is
-    // attached, under caches_lock; the owner turns redraw into on.
+    // attached, under caches_lock; the owner turns redraw into on. Read only
+    // at sample points.
     std::atomic<std::uint8_t> profiling;
     // The rest belongs to the owner thread alone.
-    bool in_profiler;                 // recording a sample: allocations now are the profiler's own
-    std::int64_t bytes_until_sample;  // the countdown; a sample when an allocation takes it below 0
-    std::uint64_t rng;                // the countdown's random state
+    bool in_profiler;     // recording a sample: allocations now are the profiler's own
+    std::uint64_t rng;    // the countdown's random state
 };
 inline constexpr std::uint8_t profiling_off = 0;
 inline constexpr std::uint8_t profiling_on = 1;
 inline constexpr std::uint8_t profiling_redraw = 2;
+// The countdown while profiling is off. A thread that allocates this much
+// takes one out-of-line call that winds the countdown up again: a sixteenth
+// of a call per MiB is nothing against the allocations that paid for it, and
+// it bounds how long a thread can miss a profile_start whose store lost a race.
+inline constexpr std::int64_t countdown_off = std::int64_t{16} << 20;
 
 struct mcache {
     cache_profile prof;
@@ -136,9 +150,9 @@ inline std::uintptr_t free_mark(std::uintptr_t p) { return g.free_key ^ p; }
 
 void* alloc_small_slow(unsigned c) noexcept;
 void free_small_slow(unsigned c, void* p) noexcept;
-// alloc_small while the thread's cache is profiling: the same pop or refill,
-// then the sampler's countdown (profile.cpp).
-void* alloc_small_profiled(unsigned c) noexcept;
+// A small allocation p (class c) whose size took mc's countdown below zero:
+// a sample when profiling is on, else the countdown starts again (profile.cpp).
+void* profile_small(mcache* mc, void* p, unsigned c) noexcept;
 // Refills mc's empty bin c from mcentral and pops an object from it; nullptr
 // when the heap could get no memory.
 void* refill_and_pop(mcache* mc, unsigned c) noexcept;
@@ -168,15 +182,24 @@ inline void* bin_pop(cache_bin& b, std::uint32_t n) noexcept {
 #else
 #define SPANMAP_INLINE_ALLOC_PATH __attribute__((always_inline)) inline
 #endif
+// Counts p, just popped from mc's bin c, against the heap profiler's
+// countdown. Profiling on or off, this is the fast path's whole cost of the
+// profiler: a load, a subtract, a store and a branch taken once per sample
+// (or per countdown_off bytes when off).
+SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, void* p, unsigned c) noexcept {
+    const std::int64_t left =
+        mc->prof.bytes_until_sample.load(std::memory_order_relaxed) - std::int64_t{sc::class_size[c]};
+    mc->prof.bytes_until_sample.store(left, std::memory_order_relaxed);
+    if (__builtin_expect(left < 0, 0)) return profile_small(mc, p, c);
+    return p;
+}
+
 SPANMAP_INLINE_ALLOC_PATH void* alloc_small(unsigned c) noexcept {
     mcache* mc = tls_cache;
     if (__builtin_expect(cache_usable(mc), 1)) {
-        // Profiling off costs this one test.
-        if (__builtin_expect(mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off, 0))
-            return alloc_small_profiled(c);
         cache_bin& b = mc->bins[c];
         const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-        if (__builtin_expect(n != 0, 1)) return bin_pop(b, n);
+        if (__builtin_expect(n != 0, 1)) return count_for_profile(mc, bin_pop(b, n), c);
     }
     return alloc_small_slow(c);
 }

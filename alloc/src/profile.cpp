@@ -282,8 +282,7 @@ std::int64_t draw_countdown(cache_profile& cp) noexcept {
 }
 
 // A countdown no allocation reaches: it stands while a sample is recorded,
-// so that allocations made meanwhile (libunwind's) are never sampled, even on
-// alloc_small_profiled's short path, which does not test in_profiler.
+// so that allocations made meanwhile (libunwind's) do not come back here.
 constexpr std::int64_t countdown_parked = INT64_MAX;
 
 // profiling_redraw -> profiling_on, with a fresh random state and countdown
@@ -295,17 +294,44 @@ void redraw(cache_profile& cp) noexcept {
         return;  // stopped (or restarted, and then redraw stays) meanwhile
     const std::uint64_t seed = prof.seed.load(std::memory_order_relaxed);
     cp.rng = seed != 0 ? mix(seed + prof.seed_turn.fetch_add(1, std::memory_order_relaxed)) : os_random();
-    cp.bytes_until_sample = draw_countdown(cp);
+    cp.bytes_until_sample.store(draw_countdown(cp), std::memory_order_relaxed);
 }
 
-// The slow paths' count: an allocation of `bytes` against the countdown;
-// true when it is to be sampled. Allocations made while a sample is
-// recorded do not count.
+// The countdown went below zero: true when the allocation (of `bytes`) that
+// took it there is to be sampled. Otherwise the countdown starts again —
+// wound up while profiling is off, drawn at the new rate after a start (and
+// this allocation counted against it, so that at rate 1 the first allocation
+// after a start is sampled), parked again when a start or stop stored -1
+// into it while this thread was recording a sample.
+bool at_sample_point(cache_profile& cp, std::size_t bytes) noexcept {
+    if (cp.in_profiler) {
+        cp.bytes_until_sample.store(countdown_parked, std::memory_order_relaxed);
+        return false;
+    }
+    switch (cp.profiling.load(std::memory_order_relaxed)) {
+    case profiling_on:
+        return true;
+    case profiling_redraw: {
+        redraw(cp);
+        // A failed redraw (stopped meanwhile) leaves the countdown below
+        // zero: the next allocation comes back and finds the flag off.
+        const std::int64_t left =
+            cp.bytes_until_sample.load(std::memory_order_relaxed) - static_cast<std::int64_t>(bytes);
+        cp.bytes_until_sample.store(left, std::memory_order_relaxed);
+        return left < 0 && cp.profiling.load(std::memory_order_relaxed) == profiling_on;
+    }
+    default:
+        cp.bytes_until_sample.store(countdown_off, std::memory_order_relaxed);
+        return false;
+    }
+}
+
+// The large-object path's count: an allocation of `bytes` against the
+// countdown; true when it is to be sampled.
 bool count_down(cache_profile& cp, std::size_t bytes) noexcept {
-    if (cp.in_profiler) return false;
-    if (cp.profiling.load(std::memory_order_relaxed) == profiling_redraw) redraw(cp);
-    cp.bytes_until_sample -= static_cast<std::int64_t>(bytes);
-    return cp.bytes_until_sample < 0;
+    const std::int64_t left = cp.bytes_until_sample.load(std::memory_order_relaxed) - static_cast<std::int64_t>(bytes);
+    cp.bytes_until_sample.store(left, std::memory_order_relaxed);
+    return left < 0 && at_sample_point(cp, bytes);
 }
 
 // --- recording a sample ------------------------------------------------------------
@@ -376,7 +402,7 @@ SPANMAP_ALLOC_TEXT __attribute__((noinline)) void record_sample(mcache* mc, void
     cache_profile& cp = mc->prof;
     const int saved_errno = errno;
     cp.in_profiler = true;
-    cp.bytes_until_sample = countdown_parked;
+    cp.bytes_until_sample.store(countdown_parked, std::memory_order_relaxed);
     void* raw[max_profile_depth + dropped_frames_max];
     // Through the fork gate: a thread arriving while a fork waits does not
     // wait (it may hold the loader lock the threads inside libunwind need);
@@ -408,7 +434,7 @@ SPANMAP_ALLOC_TEXT __attribute__((noinline)) void record_sample(mcache* mc, void
                                   std::memory_order_relaxed);
         }
     }
-    cp.bytes_until_sample = draw_countdown(cp);
+    cp.bytes_until_sample.store(draw_countdown(cp), std::memory_order_relaxed);
     cp.in_profiler = false;
     errno = saved_errno;
 }
@@ -439,7 +465,11 @@ void set_running(bool on, std::uint64_t rate) noexcept {
     if (on) prof.rate.store(rate, std::memory_order_relaxed);
     prof.on.store(on, std::memory_order_relaxed);
     const std::uint8_t flag = on ? profiling_redraw : profiling_off;
-    for (mcache* mc = g.live; mc != nullptr; mc = mc->next) mc->prof.profiling.store(flag, std::memory_order_release);
+    for (mcache* mc = g.live; mc != nullptr; mc = mc->next) {
+        mc->prof.profiling.store(flag, std::memory_order_release);
+        // A sample point at the owner's next allocation, where it reads the flag.
+        mc->prof.bytes_until_sample.store(-1, std::memory_order_relaxed);
+    }
 }
 
 constexpr bool have_unwinder() {
@@ -638,38 +668,8 @@ void profile_init_from_conf() noexcept {
     set_running(true, conf.prof_rate);
 }
 
-namespace {
-
-// alloc_small_profiled's slow half: an empty bin, a countdown to redraw, or
-// an allocation made while a sample is recorded.
-SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* alloc_small_profiled_slow(mcache* mc, unsigned c) noexcept {
-    cache_bin& b = mc->bins[c];
-    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-    void* p = n != 0 ? bin_pop(b, n) : refill_and_pop(mc, c);
-    if (p == nullptr) return nullptr;
-    const std::size_t bytes = sc::class_size[c];
-    if (count_down(mc->prof, bytes)) record_sample(mc, p, span_of(reinterpret_cast<std::uintptr_t>(p)), bytes);
-    return p;
-}
-
-SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* sample_small(mcache* mc, void* p, unsigned c) noexcept {
-    record_sample(mc, p, span_of(reinterpret_cast<std::uintptr_t>(p)), sc::class_size[c]);
-    return p;
-}
-
-}  // namespace
-
-// The common case is a leaf: pop, count down, return; everything else is a
-// tail call, so this saves no registers.
-SPANMAP_ALLOC_TEXT void* alloc_small_profiled(unsigned c) noexcept {
-    mcache* mc = tls_cache;  // usable: both callers checked
-    cache_bin& b = mc->bins[c];
-    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-    if (__builtin_expect(n == 0 || mc->prof.profiling.load(std::memory_order_relaxed) != profiling_on, 0))
-        return alloc_small_profiled_slow(mc, c);
-    void* p = bin_pop(b, n);
-    mc->prof.bytes_until_sample -= static_cast<std::int64_t>(sc::class_size[c]);
-    if (__builtin_expect(mc->prof.bytes_until_sample < 0, 0)) return sample_small(mc, p, c);
+SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* profile_small(mcache* mc, void* p, unsigned c) noexcept {
+    if (at_sample_point(mc->prof, sc::class_size[c])) record_sample(mc, p, span_of(reinterpret_cast<std::uintptr_t>(p)), sc::class_size[c]);
     return p;
 }
 
@@ -682,7 +682,7 @@ SPANMAP_ALLOC_TEXT void profile_large(void* p, mspan* s) noexcept {
         errno = saved_errno;
         if (mc == nullptr) return;
     }
-    if (!cache_usable(mc) || mc->prof.profiling.load(std::memory_order_relaxed) == profiling_off) return;
+    if (!cache_usable(mc)) return;
     const std::size_t bytes = std::size_t{s->npages} << page_shift;
     if (count_down(mc->prof, bytes)) record_sample(mc, p, s, bytes);
 }

@@ -9,22 +9,30 @@
 // heap_v2 unscaling inverts. Sizes are what the allocation takes: its class
 // size, or a large object's whole pages. Go's MemProfileRate works the same.
 //
-// The hooks, and what they cost with profiling off:
-//   alloc_small   one test of the cache's `profiling` flag, already in the
-//                 line the TLS pointer leads to; when set, the whole small
-//                 path goes out of line to alloc_small_profiled().
-//   alloc_large   the same test, on the large (locked, slow) path.
+// The hooks, and what they cost:
+//   alloc_small   the countdown itself (count_for_profile in cache.h): a
+//                 subtract and a store on a word in the line the TLS pointer
+//                 leads to, and a branch to profile_small() when it goes
+//                 below zero. Profiling off, the countdown runs from
+//                 countdown_off (16 MiB) and profile_small() only winds it
+//                 up again, so the fast path is the same instructions on or
+//                 off, and being on costs only the samples themselves.
+//   alloc_large   the same countdown, on the large (locked, slow) path, when
+//                 the cache's `profiling` flag is set.
 //   free          one test of mspan::live_samples, in the span line the free
 //                 path loads anyway; non-zero sends the free to
 //                 profile_on_free(), which drops the object from the table of
 //                 sampled live objects if it is there.
 // profile_start/profile_stop set the flag of every live cache under
 // caches_lock (start sets profiling_redraw: the owner draws its countdown
-// afresh, at the new rate, on its next allocation), and a cache takes the
-// current state when it is attached, so a thread's next allocation after the
-// call sees it. alloc_small_profiled's common case is a leaf: pop, subtract,
-// return. A thread whose cache was handed back (it is exiting) allocates
-// from mcentral and is not sampled.
+// afresh, at the new rate) and store -1 into its countdown, so the owner's
+// next allocation is a sample point that reads the flag; a cache takes the
+// current state when it is attached. (The owner's countdown update is a
+// plain load and store, not an atomic read-modify-write: when the store of
+// -1 lands between them it is lost, and the thread sees the change at the
+// end of its current countdown instead — at most countdown_off bytes, or one
+// sampling interval, later.) A thread whose cache was handed back (it is
+// exiting) allocates from mcentral and is not sampled.
 //
 // Recording a sample: the stack is captured with unw_backtrace before any
 // lock is taken (libunwind reads the loader's tables; an allocator lock held

@@ -65,9 +65,10 @@
 //   Off by default. When on (<spanmap/profile.h>), each thread cache counts
 //   allocated bytes down to a random sampling point (a Poisson process, mean
 //   512 KiB); a sampled object's stack is recorded and its span counts its
-//   live samples, so its free is noticed. Off, the small path pays one test
-//   of a flag in the thread cache and the free path one test of the span's
-//   count. See alloc/src/profile.h.
+//   live samples, so its free is noticed. On or off, the small path pays the
+//   same subtract-and-branch on that countdown (off, it only ever winds it
+//   up again), and the free path one test of the span's count. See
+//   alloc/src/profile.h.
 //
 // Memory for the allocator's own records (spans, arena tables, caches) is
 // mapped from the OS, never taken from malloc: spanmap may *be* malloc.
