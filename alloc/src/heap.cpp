@@ -167,6 +167,13 @@ bool mheap::grow(std::size_t npages, std::size_t align_pages) noexcept {
     return true;
 }
 
+namespace {
+// The low n bits set (n <= 64; above 64, all of them).
+constexpr std::uint64_t bits_below(std::uint32_t n) noexcept {
+    return n >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << n) - 1;
+}
+}  // namespace
+
 bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
     // A page is known to be zero if the heap never handed it out, or if its
     // memory went back to the OS with an advice that zero-fills (see scavenge.h).
@@ -182,21 +189,28 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
         const std::uintptr_t stop = end < arena_first + pages_per_arena ? end : arena_first + pages_per_arena;
         const auto lo = static_cast<std::uint32_t>(page - arena_first);
         const auto hi = static_cast<std::uint32_t>(stop - arena_first);
-        for (std::uint32_t i = lo; i < hi; ++i) {
-            a->spans[i].store(s, std::memory_order_relaxed);
-            const std::uint64_t bit = std::uint64_t{1} << (i & 63);
+        for (std::uint32_t i = lo; i < hi; ++i) a->spans[i].store(s, std::memory_order_relaxed);
+        // The bitmaps a word (64 pages) at a time: a large span costs one
+        // store per page above, not a read-modify-write of three bitmaps.
+        for (std::uint32_t w = lo >> 6; w <= (hi - 1) >> 6; ++w) {
+            const std::uint32_t from = w * 64 > lo ? w * 64 : lo;
+            const std::uint32_t to = (w + 1) * 64 < hi ? (w + 1) * 64 : hi;
+            const std::uint64_t mask = bits_below(to - w * 64) & ~bits_below(from - w * 64);
             if (s != nullptr) {
-                a->free_bits[i >> 6] &= ~bit;
-                const bool was_released = a->released_bits[i >> 6] & bit;
-                if (was_released) {
-                    a->released_bits[i >> 6] &= ~bit;
-                    --a->released_pages;
-                    ++reused;
+                a->free_bits[w] &= ~mask;
+                const std::uint64_t was_released = a->released_bits[w] & mask;
+                if (was_released != 0) {
+                    a->released_bits[w] &= ~was_released;
+                    const auto count = static_cast<std::uint32_t>(__builtin_popcountll(was_released));
+                    a->released_pages -= count;
+                    reused += count;
                 }
-                dirty |= i < a->zeroed_base && !(was_released && released_is_zero);
+                const std::uint64_t handed_out_before =
+                    a->zeroed_base > w * 64 ? bits_below(a->zeroed_base - w * 64) : 0;
+                dirty |= (mask & handed_out_before & ~(released_is_zero ? was_released : 0)) != 0;
             } else {
-                a->free_bits[i >> 6] |= bit;
-                a->freed_tick[i >> 6] = now;
+                a->free_bits[w] |= mask;
+                a->freed_tick[w] = now;
             }
         }
         if (s != nullptr) {
