@@ -81,10 +81,10 @@ void retire(mcache* mc) noexcept {
         flush_bin(mc, c, 0);
         cache_bin& b = mc->bins[c];
         // Threads may exit together: these two need a real read-modify-write.
-        g.retired_nmalloc[c].fetch_add(b.nmalloc.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        g.retired_nmalloc[c].fetch_add(bin_nmalloc(b), std::memory_order_relaxed);
         g.retired_nfree[c].fetch_add(b.nfree.load(std::memory_order_relaxed), std::memory_order_relaxed);
-        b.nmalloc.store(0, std::memory_order_relaxed);
         b.nfree.store(0, std::memory_order_relaxed);
+        b.nmoved_in.store(0, std::memory_order_relaxed);
     }
     lock_guard lk(g.caches_lock);
     if (mc->prev != nullptr)
@@ -185,6 +185,7 @@ void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept {
     void* leaving[bin_max_objects];
     std::memcpy(leaving, b.slots, out * sizeof(void*));
     std::memmove(b.slots, b.slots + out, keep * sizeof(void*));
+    bump(b.nmoved_in, std::uint64_t{0} - out);
     b.count.store(keep, std::memory_order_release);
     g.central[c].release(leaving, out);
 }
@@ -212,6 +213,7 @@ void* refill_and_pop(mcache* mc, unsigned c) noexcept {
     cache_bin& b = mc->bins[c];
     const std::size_t got = g.central[c].fill(b.slots, bin_batch(c));
     if (got == 0) return nullptr;
+    bump(b.nmoved_in, std::uint64_t{got});
     b.count.store(static_cast<std::uint32_t>(got), std::memory_order_release);
     return bin_pop(b, static_cast<std::uint32_t>(got));
 }
@@ -233,8 +235,8 @@ void free_small_slow(unsigned c, void* p) noexcept {
     }
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
     b.slots[n] = p;
-    b.count.store(n + 1, std::memory_order_release);
     bump(b.nfree);
+    b.count.store(n + 1, std::memory_order_release);
 }
 
 void flush_thread_cache() noexcept {

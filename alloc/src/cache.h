@@ -59,9 +59,24 @@ struct cache_bin {
     std::atomic<std::uint32_t> count;  // slots[0..count) hold free objects; written by the owner only
     std::uint32_t cap;
     void** slots;
-    std::atomic<std::uint64_t> nmalloc;  // per-thread counters for statistics
+    // Counters for statistics, written by the owner only. The fast paths keep
+    // one between them: a free bumps nfree, a malloc only pops. The mallocs
+    // follow from what went through the bin,
+    //   nmalloc == nfree + nmoved_in - count,
+    // where nmoved_in counts objects refilled from mcentral less those
+    // flushed back (modulo 2^64), so a malloc costs no counter update.
     std::atomic<std::uint64_t> nfree;
+    std::atomic<std::uint64_t> nmoved_in;
 };
+
+// The bin's mallocs so far (see cache_bin). Read by another thread while the
+// owner runs, a blur of the operations in flight: count is read first, with
+// acquire, and the owner bumps nfree before its release store of count, so a
+// free seen in count is seen in nfree.
+inline std::uint64_t bin_nmalloc(const cache_bin& b) noexcept {
+    const std::uint32_t n = b.count.load(std::memory_order_acquire);
+    return b.nfree.load(std::memory_order_relaxed) + b.nmoved_in.load(std::memory_order_relaxed) - n;
+}
 
 // The heap profiler's per-thread state (see profile.h). First in mcache, so
 // the fast path's countdown is in the line the TLS pointer points at.
@@ -168,7 +183,6 @@ void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept;
 inline void* bin_pop(cache_bin& b, std::uint32_t n) noexcept {
     void* p = b.slots[n - 1];
     b.count.store(n - 1, std::memory_order_relaxed);
-    bump(b.nmalloc);
     *static_cast<std::uintptr_t*>(p) = 0;  // erase the free mark
     return p;
 }
@@ -219,8 +233,8 @@ inline void free_small(unsigned c, void* p) noexcept {
             // count that exposes it: a fork child inherits this cache and
             // must not read a stale slot.
             b.slots[n] = p;
-            b.count.store(n + 1, std::memory_order_release);
             bump(b.nfree);
+            b.count.store(n + 1, std::memory_order_release);
             return;
         }
     }

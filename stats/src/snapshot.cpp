@@ -26,7 +26,7 @@ static_assert(sizeof(mem_stats) == listed_fields * sizeof(std::uint64_t) + sizeo
 void read_caches_locked(counters& k) {
     for (const mcache* mc = g.live; mc != nullptr; mc = mc->next) {
         for (unsigned c = 1; c < num_classes; ++c) {
-            k.nmalloc[c] += load(mc->bins[c].nmalloc);
+            k.nmalloc[c] += bin_nmalloc(mc->bins[c]);
             k.nfree[c] += load(mc->bins[c].nfree);
         }
     }
