@@ -21,8 +21,14 @@ std::size_t pages_for(std::size_t n) { return n == 0 ? 1 : (n + page_size - 1) >
 
 // Dirty large blocks at least this big are zeroed by giving their pages back
 // to the kernel (which maps zero pages on the next touch) instead of writing
-// every byte: the caller asked for zeros, not for the cost of them up front.
-constexpr std::size_t zero_by_madvise_bytes = 256 << 10;
+// every byte. Below it, memset: a block that is then used (a map's reserve()
+// clears and fills its array) pays a page fault and the kernel's own clearing
+// for every 4 KiB after madvise, which costs more than the memset it saved —
+// the arena map's reserve(1e5) ran 1.5x slower than on std::allocator with a
+// 256 KiB limit here (bench/map_peers_bench insert_reserved). glibc's calloc
+// likewise clears reused heap memory and skips only fresh mmap chunks, whose
+// threshold it grows up to 32 MiB.
+constexpr std::size_t zero_by_madvise_bytes = 32 << 20;
 
 SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero) noexcept {
     if (n > max_request || align > max_request) return nullptr;
