@@ -115,17 +115,62 @@ inline void free_checked(void* ptr, mspan* s) noexcept {
     errno = saved;
 }
 
-inline void free_impl(void* ptr) noexcept {
+// Every free starts here. The common case — a small object of this heap,
+// freed whole and once, into a bin with room — is served without a call, so
+// the compiler keeps it a leaf that saves no registers; everything else
+// (null, large objects, a full bin, no cache, a sampled span, and every
+// misuse) returns false having changed nothing, and goes to the checked path,
+// which does it all again and says what is wrong. The class comes from the
+// arena's page_class, not from the span: on the chain of dependent loads
+// from the pointer to its bin that is one load fewer, and the span's loads
+// only feed the checks' branches. `size` is the caller's for a sized free
+// (0 when unsized): more than the class holds is an error.
+__attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size) noexcept {
+    const auto addr = reinterpret_cast<std::uintptr_t>(ptr);
+    heap_arena* a = arena_of(addr);  // null for nullptr: no arena maps page 0
+    if (__builtin_expect(a == nullptr, 0)) return false;
+    const std::size_t page = (addr >> page_shift) & (pages_per_arena - 1);
+    const unsigned c = a->page_class[page].load(std::memory_order_relaxed);
+    mcache* mc = tls_cache;
+    const mspan* s = a->spans[page].load(std::memory_order_relaxed);
+    if (__builtin_expect(c == 0 || s == nullptr || !cache_usable(mc), 0)) return false;
+    const std::uintptr_t off = addr - s->base;
+    const auto idx = static_cast<std::uint32_t>((off * s->div_mul) >> 32);
+    auto* word = static_cast<std::uintptr_t*>(ptr);
+    const std::uintptr_t mark = free_mark(addr);
+    cache_bin& b = mc->bins[c];
+    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+    if (__builtin_expect(std::uintptr_t{idx} * s->elem_size != off || idx >= s->nelems ||
+                             s->live_samples.load(std::memory_order_relaxed) != 0 || *word == mark ||
+                             n >= b.cap || size > sc::class_size[c],
+                         0))
+        return false;
+    *word = mark;  // see free_small
+    b.slots[n] = ptr;
+    bump(b.nfree);
+    b.count.store(n + 1, std::memory_order_release);
+    return true;
+}
+
+__attribute__((noinline)) void free_impl(void* ptr) noexcept {
     if (ptr == nullptr) return;
     free_checked(ptr, checked_span(ptr, "free"));
 }
 
-inline void free_sized_impl(void* ptr, std::size_t size) noexcept {
+__attribute__((noinline)) void free_sized_impl(void* ptr, std::size_t size) noexcept {
     if (ptr == nullptr) return;
     mspan* s = checked_span(ptr, "free");
     if (__builtin_expect(size > span_usable(s), 0))
         fatal("free", ptr, "sized free with a size larger than the block (wrong size or wrong pointer)");
     free_checked(ptr, s);
+}
+
+inline void free_any(void* ptr) noexcept {
+    if (__builtin_expect(!free_fast(ptr, 0), 0)) free_impl(ptr);
+}
+
+inline void free_any_sized(void* ptr, std::size_t size) noexcept {
+    if (__builtin_expect(!free_fast(ptr, size), 0)) free_sized_impl(ptr, size);
 }
 
 SPANMAP_ALLOC_TEXT void* realloc_impl(void* ptr, std::size_t n) noexcept {
@@ -159,9 +204,17 @@ using namespace spanmap::detail;
 
 extern "C" {
 
-SPANMAP_ALLOC_TEXT void* spanmap_malloc(size_t size) noexcept {
+SPANMAP_ALLOC_TEXT __attribute__((noinline)) static void* malloc_slow(size_t size) noexcept {
     void* p = malloc_impl(size);
     return p != nullptr ? p : fail_enomem();
+}
+
+// The pop is inline and everything else a tail call, so the common case
+// saves no registers (errno's handling would otherwise cost every call).
+SPANMAP_ALLOC_TEXT void* spanmap_malloc(size_t size) noexcept {
+    const unsigned c = size_class_malloc(size);
+    if (__builtin_expect(c != 0, 1)) return alloc_small_or(c, [size] { return malloc_slow(size); });
+    return malloc_slow(size);
 }
 
 SPANMAP_ALLOC_TEXT void* spanmap_calloc(size_t count, size_t size) noexcept {
@@ -181,9 +234,9 @@ SPANMAP_ALLOC_TEXT void* spanmap_realloc(void* p, size_t size) noexcept {
     return q != nullptr ? q : fail_enomem();
 }
 
-void spanmap_free(void* p) noexcept { free_impl(p); }
+void spanmap_free(void* p) noexcept { free_any(p); }
 
-void spanmap_free_sized(void* p, size_t size) noexcept { free_sized_impl(p, size); }
+void spanmap_free_sized(void* p, size_t size) noexcept { free_any_sized(p, size); }
 
 SPANMAP_ALLOC_TEXT void* spanmap_aligned_alloc(size_t alignment, size_t size) noexcept {
     if (!is_pow2(alignment)) {
@@ -194,7 +247,7 @@ SPANMAP_ALLOC_TEXT void* spanmap_aligned_alloc(size_t alignment, size_t size) no
     return p != nullptr ? p : fail_enomem();
 }
 
-void spanmap_free_aligned_sized(void* p, size_t /*alignment*/, size_t size) noexcept { free_sized_impl(p, size); }
+void spanmap_free_aligned_sized(void* p, size_t /*alignment*/, size_t size) noexcept { free_any_sized(p, size); }
 
 size_t spanmap_usable_size(const void* p) noexcept {
     if (p == nullptr) return 0;
@@ -227,9 +280,9 @@ SPANMAP_ALLOC_TEXT void* allocate_zeroed(std::size_t size, std::size_t alignment
     return p;
 }
 
-void deallocate(void* p) noexcept { free_impl(p); }
+void deallocate(void* p) noexcept { free_any(p); }
 
-void deallocate(void* p, std::size_t size, std::size_t /*alignment*/) noexcept { free_sized_impl(p, size); }
+void deallocate(void* p, std::size_t size, std::size_t /*alignment*/) noexcept { free_any_sized(p, size); }
 
 std::size_t usable_size(const void* p) noexcept { return spanmap_usable_size(p); }
 

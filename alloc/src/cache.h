@@ -208,14 +208,23 @@ SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, void* p, unsigned 
     return p;
 }
 
-SPANMAP_INLINE_ALLOC_PATH void* alloc_small(unsigned c) noexcept {
+// An object of class c from the thread's bin, or, when that takes more than
+// a pop (no cache yet, an empty bin), what slow() returns. Both ends are
+// tail calls, so a caller whose slow path needs its arguments again keeps
+// them in registers it need not save.
+template <class Slow>
+SPANMAP_INLINE_ALLOC_PATH void* alloc_small_or(unsigned c, Slow slow) noexcept {
     mcache* mc = tls_cache;
     if (__builtin_expect(cache_usable(mc), 1)) {
         cache_bin& b = mc->bins[c];
         const std::uint32_t n = b.count.load(std::memory_order_relaxed);
         if (__builtin_expect(n != 0, 1)) return count_for_profile(mc, bin_pop(b, n), c);
     }
-    return alloc_small_slow(c);
+    return slow();
+}
+
+SPANMAP_INLINE_ALLOC_PATH void* alloc_small(unsigned c) noexcept {
+    return alloc_small_or(c, [c] { return alloc_small_slow(c); });
 }
 
 // p: the start of an object of class c (checked by the caller).

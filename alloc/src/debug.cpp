@@ -55,6 +55,9 @@ bool check_arenas(report& r, std::size_t& pages_in_spans) {
             const mspan* s = a->spans[pg].load(std::memory_order_relaxed);
             const bool is_free = (a->free_bits[pg / 64] >> (pg % 64)) & 1;
             if (is_free != (s == nullptr)) return r.fail("page %p: free bit and span entry disagree", (void*)addr);
+            const unsigned cls = a->page_class[pg].load(std::memory_order_relaxed);
+            if (cls != (s != nullptr ? s->size_class : 0u))
+                return r.fail("page %p: page_class %u, its span's class %u", (void*)addr, cls, s != nullptr ? s->size_class : 0u);
             if (s == nullptr) continue;
             ++pages_in_spans;
             if (addr < s->base || addr >= s->end()) return r.fail("page %p maps to span %p not covering it", (void*)addr, (void*)s->base);

@@ -189,7 +189,15 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
         const std::uintptr_t stop = end < arena_first + pages_per_arena ? end : arena_first + pages_per_arena;
         const auto lo = static_cast<std::uint32_t>(page - arena_first);
         const auto hi = static_cast<std::uint32_t>(stop - arena_first);
+        // The class is cleared before the span and set after it, so that a
+        // free racing with this (of a pointer that is not out) never finds
+        // a class without a span.
+        const std::uint8_t cls = s != nullptr ? s->size_class : 0;
+        if (s == nullptr)
+            for (std::uint32_t i = lo; i < hi; ++i) a->page_class[i].store(0, std::memory_order_relaxed);
         for (std::uint32_t i = lo; i < hi; ++i) a->spans[i].store(s, std::memory_order_relaxed);
+        if (cls != 0)
+            for (std::uint32_t i = lo; i < hi; ++i) a->page_class[i].store(cls, std::memory_order_relaxed);
         // The bitmaps a word (64 pages) at a time: a large span costs one
         // store per page above, not a read-modify-write of three bitmaps.
         for (std::uint32_t w = lo >> 6; w <= (hi - 1) >> 6; ++w) {

@@ -203,6 +203,11 @@ void set_state(mspan* s, span_state to) noexcept;
 struct heap_arena {
     std::uintptr_t base;
     std::atomic<mspan*> spans[pages_per_arena];  // page -> span; null for free pages
+    // page -> its span's size class; 0 for a large span's pages and free
+    // pages. A copy of spans[i]->size_class (spans[i] null <=> 0 here, for
+    // free pages), kept so that free finds its bin with one load fewer on
+    // the chain of dependent loads from the pointer to the bin.
+    std::atomic<std::uint8_t> page_class[pages_per_arena];
     std::uint64_t free_bits[arena_bitmap_words];  // 1 = page free
     // 1 = a free page whose memory went back to the OS; always a subset of
     // free_bits. Taking such a page out of the heap clears its bit.

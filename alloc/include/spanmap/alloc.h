@@ -40,9 +40,12 @@
 //   Large objects skip 2 and 3: mheap hands out a span of their own.
 //
 // The free path
-//   1. p -> span through the page map (arena index, then page index): two
-//      loads, no lock. No span: the pointer is not ours — stop the process
-//      with a message naming it. Not the start of an object: the same.
+//   1. p -> arena (one load), then the page's size class (a byte per page
+//      in the arena, so the bin is two dependent loads away) and its span,
+//      whose fields only feed checks; no lock. No span: the pointer is not
+//      ours — stop the process with a message naming it. Not the start of an
+//      object: the same. The common case is a leaf function; anything
+//      unusual goes to a checked path that does it all again and reports.
 //   2. Small: the object's first word is compared with p's free mark
 //      (a per-process secret xor p) — equal means this pointer was freed
 //      already; then the mark is written and p is pushed on the thread's bin.
