@@ -13,29 +13,25 @@
 //   jemalloc        malloc / free of libjemalloc.so.2 (Debian's libjemalloc2)
 //   jemalloc_sized  mallocx / sdallocx of the same library
 //
-// jemalloc is loaded with dlopen(RTLD_LOCAL), so it serves only these calls.
-// It keeps its thread state in static TLS, which glibc can find for a dlopened
-// library only when told to reserve room; when the first dlopen fails for that
-// reason the program re-executes itself once with
-// GLIBC_TUNABLES=glibc.rtld.optional_static_tls=... . If jemalloc cannot be
-// loaded at all its benchmarks report an error and the others run.
+// jemalloc is loaded with dlopen(RTLD_LOCAL), so it serves only these calls
+// (bench/peers.h says how, and why the program may re-execute itself once).
+// If jemalloc cannot be loaded its benchmarks report an error and the others
+// run.
 //
 // bench/compare.sh runs this with repetitions and prints the medians and the
 // ratios glibc/spanmap and jemalloc/spanmap, all from that one run.
 #include <spanmap/alloc.h>
 #include <spanmap/spanmap.h>
 
+#include "peers.h"
+
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
 #include <gnu/libc-version.h>
-#include <unistd.h>
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 namespace {
@@ -49,13 +45,7 @@ struct {
     void (*free)(void*) = nullptr;
 } glibc;
 
-struct {
-    void* (*malloc)(std::size_t) = nullptr;
-    void (*free)(void*) = nullptr;
-    void* (*mallocx)(std::size_t, int) = nullptr;
-    void (*sdallocx)(void*, std::size_t, int) = nullptr;
-    std::string error = "not loaded";
-} jemalloc;
+peers::jemalloc_lib jemalloc;
 
 template <class F>
 F lookup(void* lib, const char* name) {
@@ -70,36 +60,9 @@ void load_glibc() {
     benchmark::AddCustomContext("glibc", gnu_get_libc_version());
 }
 
-constexpr const char* reexec_marker = "SPANMAP_BENCH_REEXECUTED";
-
 void load_jemalloc(char** argv) {
-    void* lib = dlopen("libjemalloc.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (lib == nullptr) {
-        const char* why = dlerror();
-        jemalloc.error = std::string("dlopen libjemalloc.so.2: ") + (why ? why : "?");
-        if (why != nullptr && std::strstr(why, "static TLS") != nullptr && std::getenv(reexec_marker) == nullptr) {
-            std::string tunables = "glibc.rtld.optional_static_tls=16384";
-            if (const char* old = std::getenv("GLIBC_TUNABLES")) tunables = std::string(old) + ":" + tunables;
-            setenv("GLIBC_TUNABLES", tunables.c_str(), 1);
-            setenv(reexec_marker, "1", 1);
-            execv("/proc/self/exe", argv);  // returns only on failure
-        }
-        return;
-    }
-    jemalloc.malloc = lookup<void* (*)(std::size_t)>(lib, "malloc");
-    jemalloc.free = lookup<void (*)(void*)>(lib, "free");
-    jemalloc.mallocx = lookup<void* (*)(std::size_t, int)>(lib, "mallocx");
-    jemalloc.sdallocx = lookup<void (*)(void*, std::size_t, int)>(lib, "sdallocx");
-    const auto mallctl = lookup<int (*)(const char*, void*, std::size_t*, void*, std::size_t)>(lib, "mallctl");
-    if (!jemalloc.malloc || !jemalloc.free || !jemalloc.mallocx || !jemalloc.sdallocx || !mallctl) {
-        jemalloc.error = "libjemalloc.so.2 lacks malloc/free/mallocx/sdallocx/mallctl";
-        jemalloc.malloc = nullptr;
-        return;
-    }
-    const char* version = nullptr;
-    std::size_t len = sizeof version;
-    if (mallctl("version", &version, &len, nullptr, 0) == 0 && version != nullptr)
-        benchmark::AddCustomContext("jemalloc", version);
+    jemalloc = peers::load_jemalloc(argv);
+    if (!jemalloc.version.empty()) benchmark::AddCustomContext("jemalloc", jemalloc.version);
 }
 
 // One allocator: how to allocate and free n bytes, and why it is missing (or null).
