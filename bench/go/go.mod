@@ -1,0 +1,3 @@
+module spanmap/bench/go
+
+go 1.19
