@@ -192,7 +192,10 @@ if [[ ! -d $root/bench/go ]]; then
   skipped[go_map]="bench/go/ is not in this tree"
 elif ! command -v go >/dev/null; then
   skipped[go_map]="no go toolchain on PATH (Debian: apt-get install golang-go)"
-elif (cd "$root/bench/go" && go build -o "$out/go_map_bench" .) >"$logs/go_build.txt" 2>&1; then
+elif (cd "$root/bench/go" &&
+       # go keeps its build cache under $HOME; a bare CI environment may have none.
+       if [[ -z ${HOME:-} && -z ${GOCACHE:-} ]]; then export GOCACHE=$out/go-cache GOPATH=$out/go-path; fi &&
+       go build -o "$out/go_map_bench" .) >"$logs/go_build.txt" 2>&1; then
   go_bin=$out/go_map_bench
 else
   skipped[go_map]="go build failed (logs/go_build.txt)"
