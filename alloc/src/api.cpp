@@ -141,7 +141,8 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
     cache_bin& b = mc->bins[c];
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
     if (__builtin_expect(std::uintptr_t{idx} * s->elem_size != off || idx >= s->nelems ||
-                             s->live_samples.load(std::memory_order_relaxed) != 0 || *word == mark ||
+                             (s->live_samples.load(std::memory_order_relaxed) != 0 && s->is_sampled(idx)) ||
+                             *word == mark ||
                              n >= b.cap || size > sc::class_size[c],
                          0))
         return false;

@@ -176,9 +176,13 @@ struct mspan {
     span_list_id list;
     bool needzero;  // some page may hold old data (fresh pages are zero)
     // Objects of this span that the heap profiler sampled and that are not yet
-    // freed: the free path tests it (this line is loaded anyway) and only a
-    // non-zero count sends it to profile_on_free(). Changed under the
-    // profiler's lock; read without it. Zero in a fresh span (span_pool::get).
+    // freed: the free path tests it (this line is loaded anyway), and only
+    // when it is non-zero looks up the object's bit in sampled_bits; a set bit
+    // sends the free to profile_on_free(). Both change under the profiler's
+    // lock and are read without it (the bit of an object is set before the
+    // object is returned, so its freer sees it). Zero in a fresh span
+    // (span_pool::get), and again when the span's last sample is freed:
+    //   live_samples == popcount(sampled_bits).
     std::atomic<std::uint16_t> live_samples;
 
     // Small spans, owned by their mcentral's lock:
@@ -189,11 +193,24 @@ struct mspan {
     mspan* next;              // mcentral list (or the span pool's free list)
     mspan* prev;
     std::uint64_t free_bits[span_bitmap_words];  // 1 = object free in the span
+    // 1 = object sampled by the heap profiler and not freed (see live_samples):
+    // so that, in a span with a sampled object, freeing the others stays on
+    // the fast path. A large span's one object is bit 0.
+    std::atomic<std::uint64_t> sampled_bits[span_bitmap_words];
+
+    bool is_sampled(std::uint32_t idx) const noexcept {
+        return (sampled_bits[idx / 64].load(std::memory_order_relaxed) >> (idx % 64)) & 1;
+    }
 
     std::uintptr_t end() const { return base + std::uintptr_t{npages} * page_size; }
 };
 
 void set_state(mspan* s, span_state to) noexcept;
+
+// The index of the object at addr in s (0 for a large span's one object).
+inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept {
+    return static_cast<std::uint32_t>(((addr - s->base) * s->div_mul) >> 32);
+}
 
 // --- arenas and the page map -------------------------------------------------
 

@@ -395,6 +395,14 @@ __attribute__((always_inline)) inline int capture_stack(void** out, int max) noe
 #endif
 }
 
+// Sets or clears p's bit in s->sampled_bits (under prof.lock, the bits'
+// only writer, so a load and a store; atomics for the lock-free readers).
+void flip_sampled_bit(mspan* s, const void* p) noexcept {
+    const std::uint32_t idx = object_index(s, reinterpret_cast<std::uintptr_t>(p));
+    std::atomic<std::uint64_t>& w = s->sampled_bits[idx / 64];
+    w.store(w.load(std::memory_order_relaxed) ^ (std::uint64_t{1} << (idx % 64)), std::memory_order_relaxed);
+}
+
 // Records p (bytes, in span s) as sampled from the calling stack. Called with
 // no lock held; out of line and in spanmap_alloc_text, so its frame is dropped.
 SPANMAP_ALLOC_TEXT __attribute__((noinline)) void record_sample(mcache* mc, void* p, mspan* s,
@@ -432,6 +440,7 @@ SPANMAP_ALLOC_TEXT __attribute__((noinline)) void record_sample(mcache* mc, void
             r->alloc_bytes += bytes;
             s->live_samples.store(static_cast<std::uint16_t>(s->live_samples.load(std::memory_order_relaxed) + 1),
                                   std::memory_order_relaxed);
+            flip_sampled_bit(s, p);
         }
     }
     cp.bytes_until_sample.store(draw_countdown(cp), std::memory_order_relaxed);
@@ -695,6 +704,7 @@ void profile_on_free(void* p, mspan* s) noexcept {
     e.stack->free_bytes += e.bytes;
     s->live_samples.store(static_cast<std::uint16_t>(s->live_samples.load(std::memory_order_relaxed) - 1),
                           std::memory_order_relaxed);
+    flip_sampled_bit(s, p);
 }
 
 // --- for tests ------------------------------------------------------------------------
@@ -732,6 +742,7 @@ bool profile_check_invariants(char* why, std::size_t why_len) noexcept {
             const std::uintptr_t idx = (e.addr - s->base) / s->elem_size;
             if (s->free_bits[idx / 64] >> (idx % 64) & 1) return fail("a sampled live object is free in its span", e.addr);
         }
+        if (!s->is_sampled(object_index(s, e.addr))) return fail("a sampled live object's bit is clear in its span", e.addr);
         // The span's count is the number of live entries in it (quadratic;
         // tests keep the table small).
         if (prof.nlive <= 20000) {
@@ -740,6 +751,9 @@ bool profile_check_invariants(char* why, std::size_t why_len) noexcept {
                 if (prof.live[j].addr != 0 && span_of(prof.live[j].addr) == s) ++in_span;
             if (in_span != s->live_samples.load(std::memory_order_relaxed))
                 return fail("a span's live_samples is not the number of its sampled live objects", e.addr);
+            std::size_t bits = 0;
+            for (const auto& w : s->sampled_bits) bits += static_cast<std::size_t>(__builtin_popcountll(w.load()));
+            if (bits != in_span) return fail("a span's sampled bits are not its sampled live objects", e.addr);
         }
     }
     if (seen != prof.nlive) return fail("the live table's count is off", 0);
