@@ -88,12 +88,10 @@ inline mspan* checked_span(const void* ptr, const char* what) noexcept {
     const auto p = reinterpret_cast<std::uintptr_t>(ptr);
     mspan* s = span_of(p);
     if (__builtin_expect(s == nullptr, 0)) bad_free(what, ptr);
-    const std::uintptr_t off = p - s->base;
     if (__builtin_expect(s->size_class != 0, 1)) {
-        const auto idx = static_cast<std::uint32_t>((off * s->div_mul) >> 32);
-        if (__builtin_expect(std::uintptr_t{idx} * s->elem_size != off || idx >= s->nelems, 0))
+        if (__builtin_expect(!is_object_start(s, p), 0))
             fatal(what, ptr, "pointer into the middle of a small object, not its start");
-    } else if (__builtin_expect(off != 0, 0)) {
+    } else if (__builtin_expect(p != s->base, 0)) {
         fatal(what, ptr, "pointer into the middle of a large object, not its start");
     }
     return s;
@@ -134,22 +132,18 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
     mcache* mc = tls_cache;
     const mspan* s = a->spans[page].load(std::memory_order_relaxed);
     if (__builtin_expect(c == 0 || s == nullptr || !cache_usable(mc), 0)) return false;
-    const std::uintptr_t off = addr - s->base;
-    const auto idx = static_cast<std::uint32_t>((off * s->div_mul) >> 32);
     auto* word = static_cast<std::uintptr_t*>(ptr);
     const std::uintptr_t mark = free_mark(addr);
     cache_bin& b = mc->bins[c];
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-    if (__builtin_expect(std::uintptr_t{idx} * s->elem_size != off || idx >= s->nelems ||
-                             (s->live_samples.load(std::memory_order_relaxed) != 0 && s->is_sampled(idx)) ||
-                             *word == mark ||
-                             n >= b.cap || size > sc::class_size[c],
+    if (__builtin_expect(!is_object_start(s, addr) ||
+                             (s->live_samples.load(std::memory_order_relaxed) != 0 &&
+                              s->is_sampled(object_index(s, addr))) ||
+                             *word == mark || n >= b.cap || size > sc::class_size[c],
                          0))
         return false;
     *word = mark;  // see free_small
-    b.slots[n] = ptr;
-    bump(b.nfree);
-    b.count.store(n + 1, std::memory_order_release);
+    bin_push(b, n, ptr);
     return true;
 }
 

@@ -233,10 +233,7 @@ void free_small_slow(unsigned c, void* p) noexcept {
         // Frees that empty spans are what the scavenger is for; it may be due.
         maybe_start_scavenger();
     }
-    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-    b.slots[n] = p;
-    bump(b.nfree);
-    b.count.store(n + 1, std::memory_order_release);
+    bin_push(b, b.count.load(std::memory_order_relaxed), p);
 }
 
 void flush_thread_cache() noexcept {

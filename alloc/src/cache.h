@@ -187,6 +187,17 @@ inline void* bin_pop(cache_bin& b, std::uint32_t n) noexcept {
     return p;
 }
 
+// Puts the freed object p (its free mark written) on bin b, which holds
+// n < cap objects.
+inline void bin_push(cache_bin& b, std::uint32_t n, void* p) noexcept {
+    // Release order (free on x86) keeps the slot written before the count
+    // that exposes it: a fork child inherits this cache and must not read a
+    // stale slot. nfree goes first, for bin_nmalloc's readers.
+    b.slots[n] = p;
+    bump(b.nfree);
+    b.count.store(n + 1, std::memory_order_release);
+}
+
 // Inlined into the (SPANMAP_ALLOC_TEXT) functions that call it, so that it
 // never has a frame of its own in a heap profile's stacks: the optimiser does
 // that by itself, and is made to when not optimising. (Forcing it when
@@ -238,12 +249,7 @@ inline void free_small(unsigned c, void* p) noexcept {
         cache_bin& b = mc->bins[c];
         const std::uint32_t n = b.count.load(std::memory_order_relaxed);
         if (__builtin_expect(n < b.cap, 1)) {
-            // Release order (free on x86) keeps the slot written before the
-            // count that exposes it: a fork child inherits this cache and
-            // must not read a stale slot.
-            b.slots[n] = p;
-            bump(b.nfree);
-            b.count.store(n + 1, std::memory_order_release);
+            bin_push(b, n, p);
             return;
         }
     }

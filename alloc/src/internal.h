@@ -212,6 +212,12 @@ inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept 
     return static_cast<std::uint32_t>(((addr - s->base) * s->div_mul) >> 32);
 }
 
+// Whether addr, inside small span s, is where one of its objects starts.
+inline bool is_object_start(const mspan* s, std::uintptr_t addr) noexcept {
+    const std::uint32_t idx = object_index(s, addr);
+    return std::uintptr_t{idx} * s->elem_size == addr - s->base && idx < s->nelems;
+}
+
 // --- arenas and the page map -------------------------------------------------
 
 // One 64 MiB arena. Owned by mheap's lock, except `spans`, which readers on the
