@@ -71,12 +71,7 @@ func insert[K comparable](keys []K, reserve bool, iters int) runResult {
 	var err error
 	for i := 0; i < iters; i++ {
 		sw.start()
-		var m map[K]uint64
-		if reserve {
-			m = make(map[K]uint64, len(keys))
-		} else {
-			m = make(map[K]uint64)
-		}
+		m := newMap[K](len(keys), reserve)
 		fill(m, keys)
 		sw.stop()
 		if len(m) != len(keys) {
@@ -173,15 +168,19 @@ func bytesPerEntry[K comparable](keys []K, reserve bool) float64 {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	var m map[K]uint64
-	if reserve {
-		m = make(map[K]uint64, len(keys))
-	} else {
-		m = make(map[K]uint64)
-	}
+	m := newMap[K](len(keys), reserve)
 	fill(m, keys)
 	runtime.GC()
 	runtime.ReadMemStats(&after)
 	runtime.KeepAlive(m)
 	return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(len(keys))
+}
+
+// newMap is make(map[K]uint64), sized for n entries when reserve is set
+// (the C++ maps' reserve(n)).
+func newMap[K comparable](n int, reserve bool) map[K]uint64 {
+	if reserve {
+		return make(map[K]uint64, n)
+	}
+	return make(map[K]uint64)
 }
