@@ -24,6 +24,10 @@ fields, and latency traces with and without a header line. The figures:
                        go 66 (1.10); absl 30 (0.50); bytes/entry 40 vs Go 48
     bytes/entry str 1k: spanmap 72 with 32 of key text -> 40.0 vs Go 80
     growth max: spanmap 20, 25, 45 us -> 25.0, spread 100%; absl 2000 us: 80x, target (c) met
+    spanmap_prof   pair/16: 22, 33, 24 -> 24, cost 24/20 = 1.20; pair/64: 6 -> 1.00;
+                   geometric mean sqrt(1.2) = 1.095 > 1.05: target (e) not met
+    spanmap_noscav pair/16: 25, 20, 20 -> 20, cost spanmap/noscav = 1.00; pair/64: 6, 6.6, 6 -> 1.00;
+                   target (f) met. Neither is an allocator column.
 
 A second pass gives report.py only spanmap's allocator files and no
 machine.json: every target must then read "not measured", and nothing may
@@ -162,7 +166,16 @@ def main(argv):
         expect(t, gl, "go_map", "p50 (ns)", "45.0")
         check("spanmap_jemalloc" in md.split("## Maps")[1].split("\n\n")[1], "missing map peer not reported")
 
-        for letter, want in (("a", "not met"), ("b", "met"), ("c", "met"), ("d", "met")):
+        feat = "What spanmap's own features cost"
+        expect(t, feat, "pair/16", "heap profiler on at 512 KiB", "1.20")
+        expect(t, feat, "pair/64", "heap profiler on at 512 KiB", "1.00")
+        expect(t, feat, "pair/16", "background scavenger", "1.00")
+        check("geometric mean over 2 cases ×1.095" in md, "target (e) lacks the variant's geometric mean")
+        check(all("spanmap_prof" not in row and "spanmap_noscav" not in row for row in t.get(time, [])),
+              "a feature variant is shown as an allocator column")
+
+        for letter, want in (("a", "not met"), ("b", "met"), ("c", "met"), ("d", "met"), ("e", "not met"),
+                             ("f", "met")):
             check(target_status(t, letter) == want, f"target ({letter}): want {want}, got {target_status(t, letter)!r}")
         check("×80.0" in md and "u64 n=1k: 40.0 vs 48.0" in md and "str n=1k: 40.0 vs 80.0" in md,
               "target evidence lacks the measured figures")
@@ -186,7 +199,7 @@ def main(argv):
                 shutil.copy(os.path.join(fixtures, "raw", f), os.path.join(bare, "raw"))
         md = run_report(report_py, bare)
         t = tables(md)
-        for letter in "abcd":
+        for letter in "abcdef":
             check(target_status(t, letter) == "not measured",
                   f"bare run, target ({letter}): want not measured, got {target_status(t, letter)!r}")
         expect(t, time, "pair/16", "spanmap", "20.0")
