@@ -634,6 +634,12 @@ def draw_charts(res, traces, out_dir):
     written = set()
     palette = plt.get_cmap("tab10").colors
 
+    def save(fig, name, dpi=110, rect=None):
+        fig.tight_layout(rect=rect) if rect else fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, name), dpi=dpi)
+        plt.close(fig)
+        written.add(name)
+
     def colour(name, order):
         # Fixed per name within a chart family, so a peer keeps its colour
         # from one chart to the next; spanmap is first in both lists.
@@ -668,10 +674,7 @@ def draw_charts(res, traces, out_dir):
         ax.set_title("malloc/free pair, one thread")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "alloc_pair.png"), dpi=110)
-        plt.close(fig)
-        written.add("alloc_pair.png")
+        save(fig, "alloc_pair.png")
 
     # alloc_cases.png: every other case, as ratios to spanmap, one row per family.
     others = [c for c in sorted(res.cases("alloc"), key=alloc_case_key) if not c.startswith("pair/")]
@@ -704,10 +707,7 @@ def draw_charts(res, traces, out_dir):
             ax.grid(True, axis="y", which="both", alpha=0.3)
         axes[0, 0].legend(ncol=len(peers), fontsize=8, loc="upper left")
         axes[0, 0].set_title("time as a ratio to spanmap (above 1: spanmap faster)")
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "alloc_cases.png"), dpi=110)
-        plt.close(fig)
-        written.add("alloc_cases.png")
+        save(fig, "alloc_cases.png")
 
     # map_ops.png: one panel per (op, key type), time per op against n.
     mcases = res.cases("map")
@@ -741,10 +741,7 @@ def draw_charts(res, traces, out_dir):
                 legend.setdefault(l, h)
         labels, handles = list(legend), list(legend.values())
         fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4) or 1, fontsize=9)
-        fig.tight_layout(rect=(0, 0.04, 1, 1))
-        fig.savefig(os.path.join(out_dir, "map_ops.png"), dpi=100)
-        plt.close(fig)
-        written.add("map_ops.png")
+        save(fig, "map_ops.png", dpi=100, rect=(0, 0.04, 1, 1))
 
     # map_latency.png: the slowest insert of each window over the whole run.
     shown = [m for m in LATENCY_MAPS if m in traces]
@@ -759,10 +756,7 @@ def draw_charts(res, traces, out_dir):
         ax.set_title("per-insert latency while growing from empty (last round)")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "map_latency.png"), dpi=110)
-        plt.close(fig)
-        written.add("map_latency.png")
+        save(fig, "map_latency.png")
     return written, None
 
 
