@@ -1,6 +1,6 @@
 // The C and C++ entry points: size to class, the small and large paths, and
 // the checks every free makes before it trusts a pointer.
-#include "cache.h"
+#include "fastpath.h"
 #include "profile.h"
 #include "scavenge.h"
 
@@ -82,15 +82,22 @@ void* fail_enomem() noexcept {
     fatal(what, p, "pointer not allocated by spanmap");
 }
 
-// The span of a pointer about to be freed or measured, after checking that p
-// is the start of an object that is out (allocated). Stops the process if not.
-inline mspan* checked_span(const void* ptr, const char* what) noexcept {
+// The span of a pointer about to be freed, reallocated or measured, after
+// checking that p is a live object's start: every test free_fast makes, each
+// with its own message. Stops the process if one fails.
+mspan* checked_span(const void* ptr, const char* what) noexcept {
     const auto p = reinterpret_cast<std::uintptr_t>(ptr);
     mspan* s = span_of(p);
     if (__builtin_expect(s == nullptr, 0)) bad_free(what, ptr);
     if (__builtin_expect(s->size_class != 0, 1)) {
         if (__builtin_expect(!is_object_start(s, p), 0))
             fatal(what, ptr, "pointer into the middle of a small object, not its start");
+        if (__builtin_expect(!is_handed_object_start(s, p), 0))
+            fatal(what, ptr, "invalid pointer (an object that was never allocated)");
+        if (__builtin_expect(*static_cast<const std::uintptr_t*>(ptr) == free_mark(p), 0))
+            fatal(what, ptr, "double free (the object is already free)");
+        if (__builtin_expect(free_in_span(s, object_index(s, p)), 0))
+            fatal(what, ptr, "double free or invalid pointer (the object is free in its span: never handed out)");
     } else if (__builtin_expect(p != s->base, 0)) {
         fatal(what, ptr, "pointer into the middle of a large object, not its start");
     }
@@ -101,10 +108,11 @@ std::size_t span_usable(const mspan* s) noexcept {
     return s->size_class != 0 ? s->elem_size : std::size_t{s->npages} << page_shift;
 }
 
-inline void free_checked(void* ptr, mspan* s) noexcept {
+// Frees the live object ptr of span s (checked_span's answer).
+void free_checked(void* ptr, mspan* s) noexcept {
     if (__builtin_expect(s->live_samples.load(std::memory_order_relaxed) != 0, 0)) profile_on_free(ptr, s);
     if (__builtin_expect(s->size_class != 0, 1)) {
-        free_small(s->size_class, ptr);
+        free_small_slow(s->size_class, ptr);
         return;
     }
     const int saved = errno;
@@ -113,46 +121,11 @@ inline void free_checked(void* ptr, mspan* s) noexcept {
     errno = saved;
 }
 
-// Every free starts here. The common case — a small object of this heap,
-// freed whole and once, into a bin with room — is served without a call, so
-// the compiler keeps it a leaf that saves no registers; everything else
-// (null, large objects, a full bin, no cache, a sampled span, and every
-// misuse) returns false having changed nothing, and goes to the checked path,
-// which does it all again and says what is wrong. The class comes from the
-// arena's page_class, not from the span: on the chain of dependent loads
-// from the pointer to its bin that is one load fewer, and the span's loads
-// only feed the checks' branches. `size` is the caller's for a sized free
-// (0 when unsized): more than the class holds is an error.
-__attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size) noexcept {
-    const auto addr = reinterpret_cast<std::uintptr_t>(ptr);
-    heap_arena* a = arena_of(addr);  // null for nullptr: no arena maps page 0
-    if (__builtin_expect(a == nullptr, 0)) return false;
-    const std::size_t page = (addr >> page_shift) & (pages_per_arena - 1);
-    const unsigned c = a->page_class[page].load(std::memory_order_relaxed);
-    mcache* mc = tls_cache;
-    const mspan* s = a->spans[page].load(std::memory_order_relaxed);
-    if (__builtin_expect(c == 0 || s == nullptr || !cache_usable(mc), 0)) return false;
-    auto* word = static_cast<std::uintptr_t*>(ptr);
-    const std::uintptr_t mark = free_mark(addr);
-    cache_bin& b = mc->bins[c];
-    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-    if (__builtin_expect(!is_object_start(s, addr) ||
-                             (s->live_samples.load(std::memory_order_relaxed) != 0 &&
-                              s->is_sampled(object_index(s, addr))) ||
-                             *word == mark || n >= b.cap || size > sc::class_size[c],
-                         0))
-        return false;
-    *word = mark;  // see free_small
-    bin_push(b, n, ptr);
-    return true;
-}
+}  // namespace
 
-__attribute__((noinline)) void free_impl(void* ptr) noexcept {
-    if (ptr == nullptr) return;
-    free_checked(ptr, checked_span(ptr, "free"));
-}
-
-__attribute__((noinline)) void free_sized_impl(void* ptr, std::size_t size) noexcept {
+// The slow path of every free: what free_fast declined, checked and done.
+// `size` as for free_fast.
+void free_slow(void* ptr, std::size_t size) noexcept {
     if (ptr == nullptr) return;
     mspan* s = checked_span(ptr, "free");
     if (__builtin_expect(size > span_usable(s), 0))
@@ -160,13 +133,12 @@ __attribute__((noinline)) void free_sized_impl(void* ptr, std::size_t size) noex
     free_checked(ptr, s);
 }
 
-inline void free_any(void* ptr) noexcept {
-    if (__builtin_expect(!free_fast(ptr, 0), 0)) free_impl(ptr);
+SPANMAP_ALLOC_TEXT void* malloc_slow(std::size_t size) noexcept {
+    void* p = malloc_impl(size);
+    return p != nullptr ? p : fail_enomem();
 }
 
-inline void free_any_sized(void* ptr, std::size_t size) noexcept {
-    if (__builtin_expect(!free_fast(ptr, size), 0)) free_sized_impl(ptr, size);
-}
+namespace {
 
 SPANMAP_ALLOC_TEXT void* realloc_impl(void* ptr, std::size_t n) noexcept {
     if (ptr == nullptr) return malloc_impl(n);
@@ -199,18 +171,7 @@ using namespace spanmap::detail;
 
 extern "C" {
 
-SPANMAP_ALLOC_TEXT __attribute__((noinline)) static void* malloc_slow(size_t size) noexcept {
-    void* p = malloc_impl(size);
-    return p != nullptr ? p : fail_enomem();
-}
-
-// The pop is inline and everything else a tail call, so the common case
-// saves no registers (errno's handling would otherwise cost every call).
-SPANMAP_ALLOC_TEXT void* spanmap_malloc(size_t size) noexcept {
-    const unsigned c = size_class_malloc(size);
-    if (__builtin_expect(c != 0, 1)) return alloc_small_or(c, [size] { return malloc_slow(size); });
-    return malloc_slow(size);
-}
+SPANMAP_ALLOC_TEXT void* spanmap_malloc(size_t size) noexcept { return malloc_fast(size); }
 
 SPANMAP_ALLOC_TEXT void* spanmap_calloc(size_t count, size_t size) noexcept {
     size_t n = 0;
@@ -222,7 +183,7 @@ SPANMAP_ALLOC_TEXT void* spanmap_calloc(size_t count, size_t size) noexcept {
 SPANMAP_ALLOC_TEXT void* spanmap_realloc(void* p, size_t size) noexcept {
     if (p != nullptr && size == 0) {
         // glibc's choice: realloc(p, 0) frees p and returns NULL.
-        free_impl(p);
+        free_slow(p, 0);  // also checks p
         return nullptr;
     }
     void* q = realloc_impl(p, size);
@@ -231,7 +192,7 @@ SPANMAP_ALLOC_TEXT void* spanmap_realloc(void* p, size_t size) noexcept {
 
 void spanmap_free(void* p) noexcept { free_any(p); }
 
-void spanmap_free_sized(void* p, size_t size) noexcept { free_any_sized(p, size); }
+void spanmap_free_sized(void* p, size_t size) noexcept { free_any(p, size); }
 
 SPANMAP_ALLOC_TEXT void* spanmap_aligned_alloc(size_t alignment, size_t size) noexcept {
     if (!is_pow2(alignment)) {
@@ -242,7 +203,7 @@ SPANMAP_ALLOC_TEXT void* spanmap_aligned_alloc(size_t alignment, size_t size) no
     return p != nullptr ? p : fail_enomem();
 }
 
-void spanmap_free_aligned_sized(void* p, size_t /*alignment*/, size_t size) noexcept { free_any_sized(p, size); }
+void spanmap_free_aligned_sized(void* p, size_t /*alignment*/, size_t size) noexcept { free_any(p, size); }
 
 size_t spanmap_usable_size(const void* p) noexcept {
     if (p == nullptr) return 0;
@@ -277,7 +238,7 @@ SPANMAP_ALLOC_TEXT void* allocate_zeroed(std::size_t size, std::size_t alignment
 
 void deallocate(void* p) noexcept { free_any(p); }
 
-void deallocate(void* p, std::size_t size, std::size_t /*alignment*/) noexcept { free_any_sized(p, size); }
+void deallocate(void* p, std::size_t size, std::size_t /*alignment*/) noexcept { free_any(p, size); }
 
 std::size_t usable_size(const void* p) noexcept { return spanmap_usable_size(p); }
 

@@ -1,4 +1,4 @@
-#include "cache.h"
+#include "fastpath.h"
 #include "conf.h"
 #include "scavenge.h"
 #include "profile.h"
@@ -161,7 +161,8 @@ void init_slow() noexcept {
         lock_guard lk(g.init_lock);
         if (g.init_state.load(std::memory_order_relaxed) == 2) return;
         for (unsigned c = 0; c < num_classes; ++c) g.central[c].init(c, &g.heap);
-        g.free_key = os_random();
+        g.free_key_xor = os_random() | 15;
+        g.free_key_mul = os_random() | 1;
         if (pthread_key_create(&g.exit_key, thread_exit) != 0)
             fatal("init", nullptr, "no pthread key left for thread-exit cleanup");
         read_conf();
@@ -179,15 +180,14 @@ void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept {
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
     if (n <= keep) return;
     const std::uint32_t out = n - keep;
-    // The bin gives the objects up before mcentral takes them, so that at no
-    // instant is an object in both: a fork taken in between (the child keeps
-    // this thread's cache but not this thread) must not see it twice.
-    void* leaving[bin_max_objects];
-    std::memcpy(leaving, b.slots, out * sizeof(void*));
-    std::memmove(b.slots, b.slots + out, keep * sizeof(void*));
+    // The newest objects leave, from the top of the stack, so nothing moves.
+    // The bin gives them up before mcentral takes them, so that at no instant
+    // is an object in both: a fork taken in between (the child keeps this
+    // thread's cache but not this thread) must not see it twice. The slots
+    // past the count stay as they are until this thread writes them again.
     bump(b.nmoved_in, std::uint64_t{0} - out);
     b.count.store(keep, std::memory_order_release);
-    g.central[c].release(leaving, out);
+    g.central[c].release(b.slots + keep, out);
 }
 
 SPANMAP_ALLOC_TEXT void* alloc_small_slow(unsigned c) noexcept {
@@ -213,16 +213,23 @@ void* refill_and_pop(mcache* mc, unsigned c) noexcept {
     cache_bin& b = mc->bins[c];
     const std::size_t got = g.central[c].fill(b.slots, bin_batch(c));
     if (got == 0) return nullptr;
+    // Out of their span's free set, the objects are marked free before the
+    // bin exposes them (fastpath.h), outside mcentral's lock; the one about
+    // to be popped needs none.
+    for (std::size_t i = 0; i + 1 < got; ++i)
+        *static_cast<std::uintptr_t*>(b.slots[i]) = free_mark(reinterpret_cast<std::uintptr_t>(b.slots[i]));
     bump(b.nmoved_in, std::uint64_t{got});
     b.count.store(static_cast<std::uint32_t>(got), std::memory_order_release);
     return bin_pop(b, static_cast<std::uint32_t>(got));
 }
 
 void free_small_slow(unsigned c, void* p) noexcept {
+    const std::uintptr_t mark = free_mark(reinterpret_cast<std::uintptr_t>(p));
     const int saved_errno = errno;
     mcache* mc = attach();
     errno = saved_errno;
     if (mc == nullptr) {
+        *static_cast<std::uintptr_t*>(p) = mark;
         g.central[c].release(&p, 1);
         g.retired_nfree[c].fetch_add(1, std::memory_order_relaxed);
         return;
@@ -233,7 +240,7 @@ void free_small_slow(unsigned c, void* p) noexcept {
         // Frees that empty spans are what the scavenger is for; it may be due.
         maybe_start_scavenger();
     }
-    bin_push(b, b.count.load(std::memory_order_relaxed), p);
+    mark_and_push(b, b.count.load(std::memory_order_relaxed), p, mark);
 }
 
 void flush_thread_cache() noexcept {

@@ -6,12 +6,12 @@
 // back into malloc). For each size class it keeps a bin: a stack of free
 // object pointers. malloc pops, free pushes — on the owning thread, with no
 // lock and no atomic read-modify-write. The stack holds pointers, not links
-// through the objects, so a free object's first word is free for a mark:
-// free writes `free_key ^ address` there and malloc clears it, which makes a
-// second free of the same pointer visible at once, wherever the object is.
+// through the objects, so a free object's first word is free for a mark (see
+// fastpath.h, where both fast paths live): every object in a bin carries it,
+// which makes a free of it visible at once, wherever the object is.
 //
 // A bin is bounded (bin_cap below): an empty bin refills `batch` objects from
-// its mcentral; a full one returns its `batch` oldest. An object freed by
+// its mcentral; a full one returns its `batch` newest. An object freed by
 // another thread simply enters that thread's cache — caches hold any object
 // of their class — and goes back through mcentral from there.
 //
@@ -132,7 +132,11 @@ inline bool cache_usable(const mcache* mc) {
 struct global_state {
     mheap heap;
     mcentral central[num_classes];
-    std::uint64_t free_key = 0;
+    // The free mark's keys (fastpath.h): xor_key has its low 4 bits set, so
+    // no object address (16-byte aligned, or 8 for the 8- and 24-byte
+    // classes) xors to zero; mul_key is odd.
+    std::uint64_t free_key_xor = 0;
+    std::uint64_t free_key_mul = 0;
     pthread_key_t exit_key = 0;
     std::atomic<int> init_state{0};  // 0: not yet, 2: done
     mutex init_lock;
@@ -161,9 +165,10 @@ inline void ensure_init() noexcept {
     if (g.init_state.load(std::memory_order_acquire) != 2) init_slow();
 }
 
-inline std::uintptr_t free_mark(std::uintptr_t p) { return g.free_key ^ p; }
-
+// Where the fast paths go when a pop or a push is not enough (no cache yet,
+// an empty or a full bin): the only ways into the tiers below.
 void* alloc_small_slow(unsigned c) noexcept;
+// p: a live object of class c, checked by the caller; it leaves marked free.
 void free_small_slow(unsigned c, void* p) noexcept;
 // A small allocation p (class c) whose size took mc's countdown below zero:
 // a sample when profiling is on, else the countdown starts again (profile.cpp).
@@ -176,7 +181,7 @@ void* refill_and_pop(mcache* mc, unsigned c) noexcept;
 mcache* attach() noexcept;
 // Returns every object in the calling thread's cache to mcentral.
 void flush_thread_cache() noexcept;
-// Moves bin c's oldest objects, all but `keep`, back to mcentral.
+// Moves bin c's newest objects, all but `keep`, back to mcentral.
 void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept;
 
 // Takes the newest object of bin b, which holds n > 0 of them.
@@ -185,75 +190,6 @@ inline void* bin_pop(cache_bin& b, std::uint32_t n) noexcept {
     b.count.store(n - 1, std::memory_order_relaxed);
     *static_cast<std::uintptr_t*>(p) = 0;  // erase the free mark
     return p;
-}
-
-// Puts the freed object p (its free mark written) on bin b, which holds
-// n < cap objects.
-inline void bin_push(cache_bin& b, std::uint32_t n, void* p) noexcept {
-    // Release order (free on x86) keeps the slot written before the count
-    // that exposes it: a fork child inherits this cache and must not read a
-    // stale slot. nfree goes first, for bin_nmalloc's readers.
-    b.slots[n] = p;
-    bump(b.nfree);
-    b.count.store(n + 1, std::memory_order_release);
-}
-
-// Inlined into the (SPANMAP_ALLOC_TEXT) functions that call it, so that it
-// never has a frame of its own in a heap profile's stacks: the optimiser does
-// that by itself, and is made to when not optimising. (Forcing it when
-// optimising would change how its callers are inlined in turn.)
-#ifdef __OPTIMIZE__
-#define SPANMAP_INLINE_ALLOC_PATH inline
-#else
-#define SPANMAP_INLINE_ALLOC_PATH __attribute__((always_inline)) inline
-#endif
-// Counts p, just popped from mc's bin c, against the heap profiler's
-// countdown. Profiling on or off, this is the fast path's whole cost of the
-// profiler: a load, a subtract, a store and a branch taken once per sample
-// (or per countdown_off bytes when off).
-SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, void* p, unsigned c) noexcept {
-    const std::int64_t left =
-        mc->prof.bytes_until_sample.load(std::memory_order_relaxed) - std::int64_t{sc::class_size[c]};
-    mc->prof.bytes_until_sample.store(left, std::memory_order_relaxed);
-    if (__builtin_expect(left < 0, 0)) return profile_small(mc, p, c);
-    return p;
-}
-
-// An object of class c from the thread's bin, or, when that takes more than
-// a pop (no cache yet, an empty bin), what slow() returns. Both ends are
-// tail calls, so a caller whose slow path needs its arguments again keeps
-// them in registers it need not save.
-template <class Slow>
-SPANMAP_INLINE_ALLOC_PATH void* alloc_small_or(unsigned c, Slow slow) noexcept {
-    mcache* mc = tls_cache;
-    if (__builtin_expect(cache_usable(mc), 1)) {
-        cache_bin& b = mc->bins[c];
-        const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-        if (__builtin_expect(n != 0, 1)) return count_for_profile(mc, bin_pop(b, n), c);
-    }
-    return slow();
-}
-
-SPANMAP_INLINE_ALLOC_PATH void* alloc_small(unsigned c) noexcept {
-    return alloc_small_or(c, [c] { return alloc_small_slow(c); });
-}
-
-// p: the start of an object of class c (checked by the caller).
-inline void free_small(unsigned c, void* p) noexcept {
-    auto* word = static_cast<std::uintptr_t*>(p);
-    const std::uintptr_t mark = free_mark(reinterpret_cast<std::uintptr_t>(p));
-    if (__builtin_expect(*word == mark, 0)) fatal("free", p, "double free (the object is already free)");
-    *word = mark;
-    mcache* mc = tls_cache;
-    if (__builtin_expect(cache_usable(mc), 1)) {
-        cache_bin& b = mc->bins[c];
-        const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-        if (__builtin_expect(n < b.cap, 1)) {
-            bin_push(b, n, p);
-            return;
-        }
-    }
-    free_small_slow(c, p);
 }
 
 }  // namespace spanmap::detail

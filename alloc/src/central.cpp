@@ -2,6 +2,16 @@
 
 namespace spanmap::detail {
 
+namespace {
+
+// Word w of s's free bits, for writing: the free path reads these words
+// without this lock (free_in_span in fastpath.h), so writes are atomic.
+std::atomic_ref<std::uint64_t> free_word(mspan* s, std::uint32_t w) noexcept {
+    return std::atomic_ref<std::uint64_t>(s->free_bits[w]);
+}
+
+}  // namespace
+
 void span_list::push_front(mspan* s, span_list_id id) noexcept {
     s->prev = nullptr;
     s->next = head_;
@@ -43,10 +53,15 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
                 out[got++] = reinterpret_cast<void*>(s->base + std::uintptr_t{w * 64 + b} * s->elem_size);
                 --s->nfree;
             }
-            s->free_bits[w] = bits;
+            free_word(s, w).store(bits, std::memory_order_relaxed);
             if (bits == 0) ++w;
         }
         s->scan_word = w;
+        // The lowest free objects went first, so the newest is the highest.
+        const auto newest = static_cast<std::uint32_t>(
+            ((reinterpret_cast<std::uintptr_t>(out[got - 1]) - s->base) * s->div_mul) >> 32);
+        if (newest >= s->handed.load(std::memory_order_relaxed))
+            s->handed.store(newest + 1, std::memory_order_relaxed);
         if (s->nfree == 0) {
             partial_.remove(s);
             full_.push_front(s, span_list_id::full);
@@ -63,7 +78,7 @@ void mcentral::release(void* const* objs, std::size_t n) noexcept {
         const auto idx = static_cast<std::uint32_t>(((p - s->base) * s->div_mul) >> 32);
         const std::uint64_t bit = std::uint64_t{1} << (idx & 63);
         if (s->free_bits[idx / 64] & bit) fatal("free", objs[i], "double free (the object is already free in its span)");
-        s->free_bits[idx / 64] |= bit;
+        free_word(s, idx / 64).store(s->free_bits[idx / 64] | bit, std::memory_order_relaxed);
         if (idx / 64 < s->scan_word) s->scan_word = idx / 64;
         if (s->nfree++ == 0) {
             full_.remove(s);

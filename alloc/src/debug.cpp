@@ -83,6 +83,11 @@ bool check_span(report& r, const mspan* s, unsigned c, span_list_id list) {
     }
     for (std::size_t i = s->nelems; i < max_objects_per_span; ++i)
         if ((s->free_bits[i / 64] >> (i % 64)) & 1) return r.fail("span %p: free bit past the last object", (void*)s->base);
+    // Objects never handed out are the span's top, all free.
+    const std::uint32_t handed = s->handed.load(std::memory_order_relaxed);
+    if (handed > s->nelems) return r.fail("span %p: %u objects handed out of %u", (void*)s->base, handed, s->nelems);
+    for (std::size_t i = handed; i < s->nelems; ++i)
+        if (!((s->free_bits[i / 64] >> (i % 64)) & 1)) return r.fail("span %p: object %zu is out but was never handed out", (void*)s->base, i);
     // allocated + free == objects, with allocated = nelems - nfree held by caches or the program.
     if (bits != s->nfree || s->nfree > s->nelems) return r.fail("span %p: nfree %u, bitmap %zu, objects %u", (void*)s->base, s->nfree, bits, s->nelems);
     if ((s->nfree == 0) != (list == span_list_id::full)) return r.fail("span %p: on the wrong list for nfree %u", (void*)s->base, s->nfree);

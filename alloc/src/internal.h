@@ -5,6 +5,7 @@
 
 #include "sizeclasses.h"
 
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -55,10 +56,17 @@ inline unsigned size_class_8(std::size_t n) {
     return 0;
 }
 
-// malloc's class: like Go's, but 17..24 bytes go to 32 for 16-byte alignment.
+// malloc's class: like Go's, but 17..24 bytes go to 32 for 16-byte alignment
+// (class 3 is the only one between 16 and 32, see below). Its own copy of
+// Go's first table, so that malloc's fast path pays one load for the class.
+inline constexpr auto malloc_size_to_class8 = [] {
+    std::array<std::uint8_t, std::size(sc::size_to_class8)> t{};
+    for (std::size_t i = 0; i < t.size(); ++i) t[i] = sc::size_to_class8[i] == 3 ? 4 : sc::size_to_class8[i];
+    return t;
+}();
 inline unsigned size_class_malloc(std::size_t n) {
-    const unsigned c = size_class_8(n);
-    return c == 3 ? 4 : c;
+    if (n <= sc::small_size_max) return malloc_size_to_class8[(n + 7) >> 3];
+    return size_class_8(n);
 }
 
 // The class for a request of n bytes aligned to `align` (a power of two), or 0
@@ -190,9 +198,20 @@ struct mspan {
     //   nelems - nfree objects are out: in thread caches or with the program.
     std::uint32_t nfree;
     std::uint32_t scan_word;  // no set bit in free_bits below this word
+    // Objects [0, handed) have been handed out of the span at least once;
+    // the rest never were. mcentral hands out the lowest free index first, so
+    // this only grows while the span lives, and every object below it that is
+    // free again carries the free mark (it went through a cache). The free
+    // path reads it without the lock: an object at or past it was never
+    // handed out, and its free is invalid — so no object of a span is
+    // accepted by free unless it is below `handed` and unmarked. Zero in a
+    // fresh span (span_pool::get). handed <= nelems.
+    std::atomic<std::uint32_t> handed;
     mspan* next;              // mcentral list (or the span pool's free list)
     mspan* prev;
-    std::uint64_t free_bits[span_bitmap_words];  // 1 = object free in the span
+    // 1 = object free in the span. mcentral writes it through atomic_ref, and
+    // the free path reads it without the lock (free_in_span, fastpath.h).
+    std::uint64_t free_bits[span_bitmap_words];
     // 1 = object sampled by the heap profiler and not freed (see live_samples):
     // so that, in a span with a sampled object, freeing the others stays on
     // the fast path. A large span's one object is bit 0.
@@ -216,6 +235,14 @@ inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept 
 inline bool is_object_start(const mspan* s, std::uintptr_t addr) noexcept {
     const std::uint32_t idx = object_index(s, addr);
     return std::uintptr_t{idx} * s->elem_size == addr - s->base && idx < s->nelems;
+}
+
+// Whether addr, inside small span s, starts an object that was handed out at
+// least once (see mspan::handed).
+inline bool is_handed_object_start(const mspan* s, std::uintptr_t addr) noexcept {
+    const std::uint32_t idx = object_index(s, addr);
+    return std::uintptr_t{idx} * s->elem_size == addr - s->base &&
+           idx < s->handed.load(std::memory_order_relaxed);
 }
 
 // --- arenas and the page map -------------------------------------------------

@@ -20,6 +20,10 @@
 //
 // Exports are limited by malloc_override.map, so the allocator's internals
 // bind inside the library and never to a copy elsewhere in the process.
+// malloc, free and operator new and delete inline the fast paths themselves
+// (fastpath.h): no call or jump stands between the program and the bin.
+#include "fastpath.h"
+
 #include <spanmap/alloc.h>
 #include <spanmap/spanmap.h>
 
@@ -40,7 +44,7 @@ constexpr std::size_t os_page = 4096;  // what valloc and pvalloc mean by a page
 bool is_pow2(std::size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 void* aligned_or_enomem(std::size_t align, std::size_t size) {
-    if (align <= 16) return spanmap_malloc(size);
+    if (align <= 16) return spanmap::detail::malloc_fast(size);
     return spanmap_aligned_alloc(align, size);
 }
 
@@ -56,7 +60,8 @@ void* memalign_impl(std::size_t align, std::size_t size) {
 
 void* new_impl(std::size_t size, std::size_t align) {
     for (;;) {
-        void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap_malloc(size) : spanmap_aligned_alloc(align, size);
+        void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap::detail::malloc_fast(size)
+                                                            : spanmap_aligned_alloc(align, size);
         if (p != nullptr) return p;
         std::new_handler handler = std::get_new_handler();
         if (handler == nullptr) throw std::bad_alloc();
@@ -82,9 +87,12 @@ bool profile_whole_module() noexcept { return true; }
 
 // --- C ------------------------------------------------------------------------
 
-SPANMAP_EXPORT void* malloc(std::size_t size) { return spanmap_malloc(size); }
-SPANMAP_EXPORT void free(void* p) { spanmap_free(p); }
-SPANMAP_EXPORT void cfree(void* p) { spanmap_free(p); }
+using spanmap::detail::free_any;
+using spanmap::detail::malloc_fast;
+
+SPANMAP_EXPORT void* malloc(std::size_t size) { return malloc_fast(size); }
+SPANMAP_EXPORT void free(void* p) { free_any(p); }
+SPANMAP_EXPORT void cfree(void* p) { free_any(p); }
 SPANMAP_EXPORT void* calloc(std::size_t n, std::size_t size) { return spanmap_calloc(n, size); }
 SPANMAP_EXPORT void* realloc(void* p, std::size_t size) { return spanmap_realloc(p, size); }
 
@@ -129,15 +137,13 @@ SPANMAP_EXPORT void* pvalloc(std::size_t size) {
 }
 
 SPANMAP_EXPORT std::size_t malloc_usable_size(void* p) { return spanmap_usable_size(p); }
-SPANMAP_EXPORT void free_sized(void* p, std::size_t size) { spanmap_free_sized(p, size); }
-SPANMAP_EXPORT void free_aligned_sized(void* p, std::size_t align, std::size_t size) {
-    spanmap_free_aligned_sized(p, align, size);
-}
+SPANMAP_EXPORT void free_sized(void* p, std::size_t size) { free_any(p, size); }
+SPANMAP_EXPORT void free_aligned_sized(void* p, std::size_t /*align*/, std::size_t size) { free_any(p, size); }
 
 // glibc's internal names, called by parts of glibc itself and by programs
 // that want "the real malloc".
-SPANMAP_EXPORT void* __libc_malloc(std::size_t size) { return spanmap_malloc(size); }
-SPANMAP_EXPORT void __libc_free(void* p) { spanmap_free(p); }
+SPANMAP_EXPORT void* __libc_malloc(std::size_t size) { return malloc_fast(size); }
+SPANMAP_EXPORT void __libc_free(void* p) { free_any(p); }
 SPANMAP_EXPORT void* __libc_calloc(std::size_t n, std::size_t size) { return spanmap_calloc(n, size); }
 SPANMAP_EXPORT void* __libc_realloc(void* p, std::size_t size) { return spanmap_realloc(p, size); }
 SPANMAP_EXPORT void* __libc_memalign(std::size_t align, std::size_t size) { return memalign_impl(align, size); }
@@ -195,15 +201,15 @@ SPANMAP_NEW_EXPORT void* operator new[](std::size_t n, std::align_val_t a, const
     return new_nothrow(n, static_cast<std::size_t>(a));
 }
 
-SPANMAP_NEW_EXPORT void operator delete(void* p) noexcept { spanmap_free(p); }
-SPANMAP_NEW_EXPORT void operator delete[](void* p) noexcept { spanmap_free(p); }
-SPANMAP_NEW_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { spanmap_free(p); }
-SPANMAP_NEW_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { spanmap_free(p); }
-SPANMAP_NEW_EXPORT void operator delete(void* p, std::size_t n) noexcept { spanmap_free_sized(p, n); }
-SPANMAP_NEW_EXPORT void operator delete[](void* p, std::size_t n) noexcept { spanmap_free_sized(p, n); }
-SPANMAP_NEW_EXPORT void operator delete(void* p, std::align_val_t) noexcept { spanmap_free(p); }
-SPANMAP_NEW_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { spanmap_free(p); }
-SPANMAP_NEW_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { spanmap_free(p); }
-SPANMAP_NEW_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { spanmap_free(p); }
-SPANMAP_NEW_EXPORT void operator delete(void* p, std::size_t n, std::align_val_t) noexcept { spanmap_free_sized(p, n); }
-SPANMAP_NEW_EXPORT void operator delete[](void* p, std::size_t n, std::align_val_t) noexcept { spanmap_free_sized(p, n); }
+SPANMAP_NEW_EXPORT void operator delete(void* p) noexcept { free_any(p); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p) noexcept { free_any(p); }
+SPANMAP_NEW_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { free_any(p); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { free_any(p); }
+SPANMAP_NEW_EXPORT void operator delete(void* p, std::size_t n) noexcept { free_any(p, n); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p, std::size_t n) noexcept { free_any(p, n); }
+SPANMAP_NEW_EXPORT void operator delete(void* p, std::align_val_t) noexcept { free_any(p); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { free_any(p); }
+SPANMAP_NEW_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { free_any(p); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { free_any(p); }
+SPANMAP_NEW_EXPORT void operator delete(void* p, std::size_t n, std::align_val_t) noexcept { free_any(p, n); }
+SPANMAP_NEW_EXPORT void operator delete[](void* p, std::size_t n, std::align_val_t) noexcept { free_any(p, n); }

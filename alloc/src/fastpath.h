@@ -1,0 +1,158 @@
+// malloc's and free's fast paths, side by side. See <spanmap/alloc.h> for the
+// overview and cache.h for the bins they work on.
+//
+// Both are inlined into every entry point (the C API, the C++ API and the
+// preload library's malloc, free, operator new and delete), so a call from
+// the program reaches the bin with no jump in between; whatever a pop or a
+// push cannot finish goes to one out-of-line slow path, entered once.
+//
+// An object is recognizably free whatever tier holds it:
+//   * never handed out: its index is at or past its span's `handed` count
+//     (mcentral hands out the lowest free objects first, so the never-used
+//     ones are the span's top);
+//   * handed out once and free again — in a thread cache, in transit between
+//     tiers, or back in its span — its first word holds the free mark,
+//     free_mark(address), written when the object enters a cache (refill) or
+//     is freed, and erased when malloc hands it out. The span's free bit is
+//     set too while the span holds it: the checked path tests that as well.
+// So free of any address that is not a live object's start finds a
+// misplaced address (the object-start test), an index never handed out, or a
+// mark, and stops the process; the fast path pays for the mark alone. The mark is keyed and not linear in the address (an odd
+// multiplier after an xor): reading one freed object's first word gives away
+// neither key, so a use-after-free read cannot forge the mark of another
+// address. Live objects are told apart from free ones by the mark alone; a
+// live object whose first word equals its own mark by chance (odds 2^-64)
+// would be reported as a double free.
+#pragma once
+
+#include "cache.h"
+
+#include <bit>
+
+namespace spanmap::detail {
+
+// Never zero (free_key_xor keeps low bits that no object address has, and the
+// multiplier is odd), so a fresh, zeroed object never looks free.
+inline std::uintptr_t free_mark(std::uintptr_t p) noexcept {
+    return std::rotl((p ^ g.free_key_xor) * g.free_key_mul, 32);
+}
+
+// The one place an object enters a bin: mark it free, then push it. The slot
+// is written before the count that exposes it (release order, free on x86):
+// a fork child inherits this cache and must not read a stale slot; nfree goes
+// first, for bin_nmalloc's readers.
+inline void mark_and_push(cache_bin& b, std::uint32_t n, void* p, std::uintptr_t mark) noexcept {
+    *static_cast<std::uintptr_t*>(p) = mark;
+    b.slots[n] = p;
+    bump(b.nfree);
+    b.count.store(n + 1, std::memory_order_release);
+}
+
+// Inlined into the (SPANMAP_ALLOC_TEXT) functions that call it, so that it
+// never has a frame of its own in a heap profile's stacks: the optimiser does
+// that by itself, and is made to when not optimising. (Forcing it when
+// optimising would change how its callers are inlined in turn.)
+#ifdef __OPTIMIZE__
+#define SPANMAP_INLINE_ALLOC_PATH inline
+#else
+#define SPANMAP_INLINE_ALLOC_PATH __attribute__((always_inline)) inline
+#endif
+
+// Counts p, just popped from mc's bin c, against the heap profiler's
+// countdown. Profiling on or off, this is the fast path's whole cost of the
+// profiler: a load, a subtract, a store and a branch taken once per sample
+// (or per countdown_off bytes when off).
+SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, void* p, unsigned c) noexcept {
+    const std::int64_t left =
+        mc->prof.bytes_until_sample.load(std::memory_order_relaxed) - std::int64_t{sc::class_size[c]};
+    mc->prof.bytes_until_sample.store(left, std::memory_order_relaxed);
+    if (__builtin_expect(left < 0, 0)) return profile_small(mc, p, c);
+    return p;
+}
+
+// An object of class c from the thread's bin, or, when that takes more than
+// a pop (no cache yet, an empty bin), what slow() returns. Both ends are
+// tail calls, so a caller whose slow path needs its arguments again keeps
+// them in registers it need not save.
+template <class Slow>
+SPANMAP_INLINE_ALLOC_PATH void* alloc_small_or(unsigned c, Slow slow) noexcept {
+    mcache* mc = tls_cache;
+    if (__builtin_expect(cache_usable(mc), 1)) {
+        cache_bin& b = mc->bins[c];
+        const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+        if (__builtin_expect(n != 0, 1)) return count_for_profile(mc, bin_pop(b, n), c);
+    }
+    return slow();
+}
+
+SPANMAP_INLINE_ALLOC_PATH void* alloc_small(unsigned c) noexcept {
+    return alloc_small_or(c, [c] { return alloc_small_slow(c); });
+}
+
+// Whether object idx of small span s is in the span's free set (mcentral's).
+// Read without mcentral's lock, which writes the words atomically for this
+// reader: a live object's bit is clear and only its own free can set it, so
+// a set bit is never a live object's.
+inline bool free_in_span(const mspan* s, std::uint32_t idx) noexcept {
+    std::atomic_ref<const std::uint64_t> word(s->free_bits[idx / 64]);
+    return (word.load(std::memory_order_relaxed) >> (idx % 64)) & 1;
+}
+
+// Every free starts here. The common case — a small object of this heap,
+// freed whole and once, into a bin with room — is served without a call, so
+// the compiler keeps it a leaf that saves no registers; everything else
+// (null, large objects, a full bin, no cache, a sampled object, and every
+// misuse) returns false having changed nothing, and goes to the checked path,
+// which does it all again and says what is wrong.
+//
+// The chain of dependent loads that the push waits for is pointer → arena →
+// page_class → bin count. The span's fields and the object's first word feed
+// only the checks' branches, which the processor predicts and runs beside
+// the chain. `size` is the caller's for a sized free (0 when unsized): more
+// than the class holds is an error.
+__attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size) noexcept {
+    const auto addr = reinterpret_cast<std::uintptr_t>(ptr);
+    heap_arena* a = arena_of(addr);  // null for nullptr: no arena maps page 0
+    if (__builtin_expect(a == nullptr, 0)) return false;
+    const std::size_t page = (addr >> page_shift) & (pages_per_arena - 1);
+    const unsigned c = a->page_class[page].load(std::memory_order_relaxed);
+    mcache* mc = tls_cache;
+    const mspan* s = a->spans[page].load(std::memory_order_relaxed);
+    if (__builtin_expect(c == 0 || s == nullptr || !cache_usable(mc), 0)) return false;
+    const std::uintptr_t mark = free_mark(addr);
+    cache_bin& b = mc->bins[c];
+    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+    const std::uint32_t idx = object_index(s, addr);
+    if (__builtin_expect(std::uintptr_t{idx} * s->elem_size != addr - s->base ||
+                             idx >= s->handed.load(std::memory_order_relaxed) ||
+                             *static_cast<const std::uintptr_t*>(ptr) == mark ||
+                             (s->live_samples.load(std::memory_order_relaxed) != 0 && s->is_sampled(idx)) ||
+                             n >= b.cap || size > sc::class_size[c],
+                         0))
+        return false;
+    mark_and_push(b, n, ptr, mark);
+    return true;
+}
+
+// The slow paths, out of line (api.cpp) and entered once: malloc_slow is
+// malloc whole (NULL with errno = ENOMEM on failure), free_slow free whole
+// with every check and its message. Hidden: every caller is in the library,
+// and none goes through a PLT.
+#define SPANMAP_HIDDEN __attribute__((visibility("hidden")))
+SPANMAP_HIDDEN SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* malloc_slow(std::size_t size) noexcept;
+SPANMAP_HIDDEN __attribute__((noinline)) void free_slow(void* ptr, std::size_t size) noexcept;
+
+// malloc: the pop is inline and everything else a tail call, so the common
+// case saves no registers (errno's handling would otherwise cost every call).
+SPANMAP_INLINE_ALLOC_PATH void* malloc_fast(std::size_t size) noexcept {
+    const unsigned c = size_class_malloc(size);
+    if (__builtin_expect(c != 0, 1)) return alloc_small_or(c, [size] { return malloc_slow(size); });
+    return malloc_slow(size);
+}
+
+// free, and sized free (size 0: unsized).
+__attribute__((always_inline)) inline void free_any(void* ptr, std::size_t size = 0) noexcept {
+    if (__builtin_expect(!free_fast(ptr, size), 0)) free_slow(ptr, size);
+}
+
+}  // namespace spanmap::detail
