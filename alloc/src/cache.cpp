@@ -9,6 +9,9 @@
 namespace spanmap::detail {
 
 constinit global_state g;
+namespace {
+void* transfer_storage[total_transfer_slots()];
+}  // namespace
 __thread mcache* tls_cache __attribute__((tls_model("initial-exec"))) = nullptr;
 
 namespace {
@@ -146,6 +149,7 @@ void fork_child() noexcept {
 
 void lock_all() noexcept {
     for (unsigned c = 1; c < num_classes; ++c) g.central[c].lock().lock();
+    for (unsigned c = 1; c < num_classes; ++c) g.transfer[c].lock().lock();
     g.heap.lock().lock();
     g.caches_lock.lock();
 }
@@ -153,6 +157,7 @@ void lock_all() noexcept {
 void unlock_all() noexcept {
     g.caches_lock.unlock();
     g.heap.lock().unlock();
+    for (unsigned c = num_classes - 1; c >= 1; --c) g.transfer[c].lock().unlock();
     for (unsigned c = num_classes - 1; c >= 1; --c) g.central[c].lock().unlock();
 }
 
@@ -161,6 +166,11 @@ void init_slow() noexcept {
         lock_guard lk(g.init_lock);
         if (g.init_state.load(std::memory_order_relaxed) == 2) return;
         for (unsigned c = 0; c < num_classes; ++c) g.central[c].init(c, &g.heap);
+        std::size_t slot = 0;
+        for (unsigned c = 1; c < num_classes; ++c) {
+            g.transfer[c].init(&transfer_storage[slot], class_transfer_slots(c), bin_batch(c));
+            slot += class_transfer_slots(c);
+        }
         g.free_key_xor = os_random() | 15;
         g.free_key_mul = os_random() | 1;
         if (pthread_key_create(&g.exit_key, thread_exit) != 0)
@@ -175,7 +185,11 @@ void init_slow() noexcept {
     pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
-void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept {
+namespace {
+
+// Moves bin c's newest objects, all but `keep`, out of the bin: a whole batch
+// to the transfer tier when `via_transfer` and it has room, else to mcentral.
+void flush_bin_to(mcache* mc, unsigned c, std::uint32_t keep, bool via_transfer) noexcept {
     cache_bin& b = mc->bins[c];
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
     if (n <= keep) return;
@@ -187,7 +201,20 @@ void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept {
     // past the count stay as they are until this thread writes them again.
     bump(b.nmoved_in, std::uint64_t{0} - out);
     b.count.store(keep, std::memory_order_release);
+    if (via_transfer && g.transfer[c].put(b.slots + keep, out)) return;
     g.central[c].release(b.slots + keep, out);
+}
+
+}  // namespace
+
+void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept { flush_bin_to(mc, c, keep, false); }
+
+void drain_transfer() noexcept {
+    void* objs[max_transfer_slots()];
+    for (unsigned c = 1; c < num_classes; ++c) {
+        const std::uint32_t n = g.transfer[c].take_all(objs);
+        if (n != 0) g.central[c].release(objs, n);
+    }
 }
 
 SPANMAP_ALLOC_TEXT void* alloc_small_slow(unsigned c) noexcept {
@@ -209,15 +236,19 @@ SPANMAP_ALLOC_TEXT void* alloc_small_slow(unsigned c) noexcept {
 }
 
 void* refill_and_pop(mcache* mc, unsigned c) noexcept {
-    maybe_start_scavenger();
     cache_bin& b = mc->bins[c];
-    const std::size_t got = g.central[c].fill(b.slots, bin_batch(c));
-    if (got == 0) return nullptr;
-    // Out of their span's free set, the objects are marked free before the
-    // bin exposes them (fastpath.h), outside mcentral's lock; the one about
-    // to be popped needs none.
-    for (std::size_t i = 0; i + 1 < got; ++i)
-        *static_cast<std::uintptr_t*>(b.slots[i]) = free_mark(reinterpret_cast<std::uintptr_t>(b.slots[i]));
+    std::size_t got = bin_batch(c);
+    // A batch another cache gave up comes marked (transfer.h).
+    if (!g.transfer[c].take(b.slots, static_cast<std::uint32_t>(got))) {
+        maybe_start_scavenger();
+        got = g.central[c].fill(b.slots, got);
+        if (got == 0) return nullptr;
+        // Out of their span's free set, the objects are marked free before
+        // the bin exposes them (fastpath.h), outside mcentral's lock; the one
+        // about to be popped needs none.
+        for (std::size_t i = 0; i + 1 < got; ++i)
+            *static_cast<std::uintptr_t*>(b.slots[i]) = free_mark(reinterpret_cast<std::uintptr_t>(b.slots[i]));
+    }
     bump(b.nmoved_in, std::uint64_t{got});
     b.count.store(static_cast<std::uint32_t>(got), std::memory_order_release);
     return bin_pop(b, static_cast<std::uint32_t>(got));
@@ -236,7 +267,7 @@ void free_small_slow(unsigned c, void* p) noexcept {
     }
     cache_bin& b = mc->bins[c];
     if (b.count.load(std::memory_order_relaxed) == b.cap) {
-        flush_bin(mc, c, b.cap - bin_batch(c));
+        flush_bin_to(mc, c, b.cap - bin_batch(c), true);
         // Frees that empty spans are what the scavenger is for; it may be due.
         maybe_start_scavenger();
     }
@@ -244,6 +275,7 @@ void free_small_slow(unsigned c, void* p) noexcept {
 }
 
 void flush_thread_cache() noexcept {
+    drain_transfer();
     mcache* mc = tls_cache;
     if (!cache_usable(mc)) return;
     for (unsigned c = 1; c < num_classes; ++c) flush_bin(mc, c, 0);

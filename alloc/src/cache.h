@@ -21,7 +21,7 @@
 // the TLS pointer set to `exited_cache` and go straight to mcentral.
 #pragma once
 
-#include "central.h"
+#include "transfer.h"
 
 #include <pthread.h>
 
@@ -45,6 +45,20 @@ constexpr std::uint32_t bin_batch(unsigned c) {
 constexpr std::size_t total_bin_slots() {
     std::size_t n = 0;
     for (unsigned c = 1; c < num_classes; ++c) n += bin_cap(c);
+    return n;
+}
+// The transfer tier's storage, every class's slots (transfer.h).
+constexpr std::uint32_t class_transfer_slots(unsigned c) {
+    return c == 0 ? 0 : transfer_slots(bin_batch(c), sc::class_size[c]);
+}
+constexpr std::size_t total_transfer_slots() {
+    std::size_t n = 0;
+    for (unsigned c = 1; c < num_classes; ++c) n += class_transfer_slots(c);
+    return n;
+}
+constexpr std::uint32_t max_transfer_slots() {
+    std::uint32_t n = 0;
+    for (unsigned c = 1; c < num_classes; ++c) n = class_transfer_slots(c) > n ? class_transfer_slots(c) : n;
     return n;
 }
 // The most one thread can hoard: every bin full.
@@ -132,6 +146,7 @@ inline bool cache_usable(const mcache* mc) {
 struct global_state {
     mheap heap;
     mcentral central[num_classes];
+    transfer_cache transfer[num_classes];
     // The free mark's keys (fastpath.h): xor_key has its low 4 bits set, so
     // no object address (16-byte aligned, or 8 for the 8- and 24-byte
     // classes) xors to zero; mul_key is odd.
@@ -156,8 +171,8 @@ struct global_state {
 extern constinit global_state g;
 
 void init_slow() noexcept;
-// Every mcentral (in class order), then mheap, then the cache lists: the one
-// order the allocator nests its locks in. For walkers that need a still heap
+// Every mcentral (in class order), every transfer tier, then mheap, then the
+// cache lists: the one order the allocator nests its locks in. For walkers that need a still heap
 // (invariant checks, statistics) and for fork.
 void lock_all() noexcept;
 void unlock_all() noexcept;
@@ -183,6 +198,8 @@ mcache* attach() noexcept;
 void flush_thread_cache() noexcept;
 // Moves bin c's newest objects, all but `keep`, back to mcentral.
 void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept;
+// Moves every object of the transfer tiers back to mcentral.
+void drain_transfer() noexcept;
 
 // Takes the newest object of bin b, which holds n > 0 of them.
 inline void* bin_pop(cache_bin& b, std::uint32_t n) noexcept {

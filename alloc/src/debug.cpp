@@ -1,7 +1,7 @@
 // Introspection: counters for tests and tools, and the invariant checker that
 // walks every tier. Nothing here allocates; the checker's scratch space is
 // mapped from the OS and given back.
-#include "cache.h"
+#include "fastpath.h"
 
 #include <spanmap/alloc.h>
 
@@ -120,6 +120,10 @@ bool check_caches(report& r) {
     std::size_t total = 0;
     for (const mcache* mc = g.live; mc != nullptr; mc = mc->next)
         for (unsigned c = 1; c < num_classes; ++c) total += mc->bins[c].count.load(std::memory_order_relaxed);
+    for (unsigned c = 1; c < num_classes; ++c) {
+        if (g.transfer[c].size() > g.transfer[c].capacity()) return r.fail("transfer tier of class %u over capacity", c);
+        total += g.transfer[c].size();
+    }
     for (const mcache* mc = g.parked; mc != nullptr; mc = mc->next)
         for (unsigned c = 1; c < num_classes; ++c)
             if (mc->bins[c].count.load(std::memory_order_relaxed) != 0) return r.fail("a parked cache still holds objects of class %u", c);
@@ -129,13 +133,11 @@ bool check_caches(report& r) {
     if (all == nullptr) return r.fail("no memory for the cache check");
     std::size_t k = 0;
     bool ok = true;
-    for (const mcache* mc = g.live; ok && mc != nullptr; mc = mc->next) {
-        for (unsigned c = 1; ok && c < num_classes; ++c) {
-            const cache_bin& b = mc->bins[c];
-            const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-            if (n > b.cap) ok = r.fail("bin of class %u holds %u > cap %u", c, n, b.cap);
+    // Every free object a cache or a transfer tier holds: an object start of
+    // its class, marked free, not free in its span, and held once.
+    auto check_held = [&](void* const* objs, std::uint32_t n, unsigned c) {
             for (std::uint32_t i = 0; ok && i < n; ++i) {
-                const auto p = reinterpret_cast<std::uintptr_t>(b.slots[i]);
+                const auto p = reinterpret_cast<std::uintptr_t>(objs[i]);
                 const mspan* s = span_of(p);
                 if (s == nullptr || s->state != span_state::small || s->size_class != c) {
                     ok = r.fail("cached object %p of class %u is not in a span of that class", (void*)p, c);
@@ -147,10 +149,20 @@ bool check_caches(report& r) {
                     ok = r.fail("cached object %p is not an object start", (void*)p);
                 else if ((s->free_bits[idx / 64] >> (idx % 64)) & 1)
                     ok = r.fail("cached object %p is also free in its span", (void*)p);
+                else if (*reinterpret_cast<const std::uintptr_t*>(p) != free_mark(p))
+                    ok = r.fail("cached object %p does not carry the free mark", (void*)p);
                 all[k++] = p;
             }
+    };
+    for (const mcache* mc = g.live; ok && mc != nullptr; mc = mc->next) {
+        for (unsigned c = 1; ok && c < num_classes; ++c) {
+            const cache_bin& b = mc->bins[c];
+            const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+            if (n > b.cap) ok = r.fail("bin of class %u holds %u > cap %u", c, n, b.cap);
+            check_held(b.slots, n, c);
         }
     }
+    for (unsigned c = 1; ok && c < num_classes; ++c) check_held(g.transfer[c].objects(), g.transfer[c].size(), c);
     if (ok) {
         std::sort(all, all + k);
         for (std::size_t i = 1; ok && i < k; ++i)
@@ -184,6 +196,10 @@ heap_info read_heap_info() noexcept {
             info.cached_objects += n;
             info.cached_bytes += n * sc::class_size[c];
         }
+    }
+    for (unsigned c = 1; c < num_classes; ++c) {
+        info.cached_objects += g.transfer[c].size();
+        info.cached_bytes += std::size_t{g.transfer[c].size()} * sc::class_size[c];
     }
     return info;
 }

@@ -39,6 +39,8 @@ void cached_objects_locked(heap_shape& h) {
     for (unsigned c = 0; c < num_classes; ++c) h.cached[c] = 0;
     for (const mcache* mc = g.live; mc != nullptr; mc = mc->next)
         for (unsigned c = 1; c < num_classes; ++c) h.cached[c] += mc->bins[c].count.load(std::memory_order_relaxed);
+    // Objects in transit between caches are cached too (transfer.h).
+    for (unsigned c = 1; c < num_classes; ++c) h.cached[c] += g.transfer[c].size();
 }
 
 }  // namespace
