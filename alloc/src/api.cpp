@@ -37,6 +37,7 @@ SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero
     mspan* s = g.heap.alloc_span(pages_for(n), align_pages, 0);
     if (s == nullptr) return nullptr;
     void* p = reinterpret_cast<void*>(s->base);
+    unpoison(p, s->end() - s->base);
     if (zero && s->needzero) {
         const std::size_t bytes = std::size_t{s->npages} << page_shift;
         if (bytes < zero_by_madvise_bytes || ::madvise(p, bytes, MADV_DONTNEED) != 0) std::memset(p, 0, n);
@@ -116,6 +117,7 @@ void free_checked(void* ptr, mspan* s) noexcept {
         return;
     }
     const int saved = errno;
+    poison(ptr, s->end() - s->base);
     g.heap.free_span(s);
     maybe_start_scavenger();
     errno = saved;
@@ -152,10 +154,15 @@ SPANMAP_ALLOC_TEXT void* realloc_impl(void* ptr, std::size_t n) noexcept {
         const std::size_t want = pages_for(n);
         if (want == s->npages) return ptr;
         if (want < s->npages) {
+            const std::uintptr_t old_end = s->end();
             g.heap.shrink_span(s, want);
+            poison(reinterpret_cast<void*>(s->end()), old_end - s->end());
             return ptr;
         }
-        if (g.heap.grow_span(s, want)) return ptr;
+        if (g.heap.grow_span(s, want)) {
+            unpoison(ptr, s->end() - s->base);
+            return ptr;
+        }
     }
     void* q = malloc_impl(n);
     if (q == nullptr) return nullptr;

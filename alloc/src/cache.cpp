@@ -231,7 +231,7 @@ SPANMAP_ALLOC_TEXT void* alloc_small_slow(unsigned c) noexcept {
     }
     cache_bin& b = mc->bins[c];
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-    void* p = n != 0 ? bin_pop(b, n) : refill_and_pop(mc, c);
+    void* p = n != 0 ? bin_pop(b, n, c) : refill_and_pop(mc, c);
     return p != nullptr ? count_for_profile(mc, p, c) : nullptr;
 }
 
@@ -246,12 +246,14 @@ void* refill_and_pop(mcache* mc, unsigned c) noexcept {
         // Out of their span's free set, the objects are marked free before
         // the bin exposes them (fastpath.h), outside mcentral's lock; the one
         // about to be popped needs none.
-        for (std::size_t i = 0; i + 1 < got; ++i)
+        for (std::size_t i = 0; i + 1 < got; ++i) {
             *static_cast<std::uintptr_t*>(b.slots[i]) = free_mark(reinterpret_cast<std::uintptr_t>(b.slots[i]));
+            poison_free_object(b.slots[i], sc::class_size[c]);
+        }
     }
     bump(b.nmoved_in, std::uint64_t{got});
     b.count.store(static_cast<std::uint32_t>(got), std::memory_order_release);
-    return bin_pop(b, static_cast<std::uint32_t>(got));
+    return bin_pop(b, static_cast<std::uint32_t>(got), c);
 }
 
 void free_small_slow(unsigned c, void* p) noexcept {
@@ -261,6 +263,7 @@ void free_small_slow(unsigned c, void* p) noexcept {
     errno = saved_errno;
     if (mc == nullptr) {
         *static_cast<std::uintptr_t*>(p) = mark;
+        poison_free_object(p, sc::class_size[c]);
         g.central[c].release(&p, 1);
         g.retired_nfree[c].fetch_add(1, std::memory_order_relaxed);
         return;
@@ -271,7 +274,7 @@ void free_small_slow(unsigned c, void* p) noexcept {
         // Frees that empty spans are what the scavenger is for; it may be due.
         maybe_start_scavenger();
     }
-    mark_and_push(b, b.count.load(std::memory_order_relaxed), p, mark);
+    mark_and_push(b, b.count.load(std::memory_order_relaxed), p, mark, c);
 }
 
 void flush_thread_cache() noexcept {

@@ -61,6 +61,12 @@ constexpr std::uint32_t max_transfer_slots() {
     for (unsigned c = 1; c < num_classes; ++c) n = class_transfer_slots(c) > n ? class_transfer_slots(c) : n;
     return n;
 }
+// The most the transfer tiers hold together.
+constexpr std::size_t max_transfer_bytes() {
+    std::size_t n = 0;
+    for (unsigned c = 1; c < num_classes; ++c) n += std::size_t{class_transfer_slots(c)} * sc::class_size[c];
+    return n;
+}
 // The most one thread can hoard: every bin full.
 constexpr std::size_t max_cached_bytes() {
     std::size_t n = 0;
@@ -201,10 +207,11 @@ void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept;
 // Moves every object of the transfer tiers back to mcentral.
 void drain_transfer() noexcept;
 
-// Takes the newest object of bin b, which holds n > 0 of them.
-inline void* bin_pop(cache_bin& b, std::uint32_t n) noexcept {
+// Takes the newest object of bin b (class c), which holds n > 0 of them.
+inline void* bin_pop(cache_bin& b, std::uint32_t n, unsigned c) noexcept {
     void* p = b.slots[n - 1];
     b.count.store(n - 1, std::memory_order_relaxed);
+    unpoison(p, sc::class_size[c]);
     *static_cast<std::uintptr_t*>(p) = 0;  // erase the free mark
     return p;
 }

@@ -40,6 +40,8 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
         if (s == nullptr) {
             s = heap_->alloc_span(sc::class_pages[size_class_], 1, size_class_);
             if (s == nullptr) break;
+            // Its pages may have been a freed large span's, poisoned whole.
+            unpoison(reinterpret_cast<void*>(s->base), s->end() - s->base);
             partial_.push_front(s, span_list_id::partial);
             ++nempty_;
         }

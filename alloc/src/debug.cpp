@@ -198,8 +198,8 @@ heap_info read_heap_info() noexcept {
         }
     }
     for (unsigned c = 1; c < num_classes; ++c) {
-        info.cached_objects += g.transfer[c].size();
-        info.cached_bytes += std::size_t{g.transfer[c].size()} * sc::class_size[c];
+        info.transfer_objects += g.transfer[c].size();
+        info.transfer_bytes += std::size_t{g.transfer[c].size()} * sc::class_size[c];
     }
     return info;
 }

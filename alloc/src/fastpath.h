@@ -41,8 +41,9 @@ inline std::uintptr_t free_mark(std::uintptr_t p) noexcept {
 // is written before the count that exposes it (release order, free on x86):
 // a fork child inherits this cache and must not read a stale slot; nfree goes
 // first, for bin_nmalloc's readers.
-inline void mark_and_push(cache_bin& b, std::uint32_t n, void* p, std::uintptr_t mark) noexcept {
+inline void mark_and_push(cache_bin& b, std::uint32_t n, void* p, std::uintptr_t mark, unsigned c) noexcept {
     *static_cast<std::uintptr_t*>(p) = mark;
+    poison_free_object(p, sc::class_size[c]);
     b.slots[n] = p;
     bump(b.nfree);
     b.count.store(n + 1, std::memory_order_release);
@@ -80,7 +81,7 @@ SPANMAP_INLINE_ALLOC_PATH void* alloc_small_or(unsigned c, Slow slow) noexcept {
     if (__builtin_expect(cache_usable(mc), 1)) {
         cache_bin& b = mc->bins[c];
         const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-        if (__builtin_expect(n != 0, 1)) return count_for_profile(mc, bin_pop(b, n), c);
+        if (__builtin_expect(n != 0, 1)) return count_for_profile(mc, bin_pop(b, n, c), c);
     }
     return slow();
 }
@@ -130,7 +131,7 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
                              n >= b.cap || size > sc::class_size[c],
                          0))
         return false;
-    mark_and_push(b, n, ptr, mark);
+    mark_and_push(b, n, ptr, mark, c);
     return true;
 }
 

@@ -140,6 +140,8 @@ struct heap_info {
     std::size_t pooled_caches;   // caches of exited threads, kept for reuse
     std::size_t cached_objects;  // objects sitting in thread caches (exact only when quiet)
     std::size_t cached_bytes;
+    std::size_t transfer_objects;  // objects in transit between caches (the transfer tier)
+    std::size_t transfer_bytes;
 };
 heap_info read_heap_info() noexcept;
 

@@ -44,7 +44,7 @@ struct spanmap_mem_stats {
     /* spanmap's own: where heap_inuse goes, and the heap's shape */
     uint64_t large_objects;  /* live large objects (over 32 KiB or over-aligned) */
     uint64_t large_bytes;    /* their bytes (whole pages); part of alloc */
-    uint64_t cached_objects; /* free objects sitting in thread caches */
+    uint64_t cached_objects; /* free objects sitting in thread caches and the transfer tier */
     uint64_t cached_bytes;   /* their bytes */
     uint64_t span_free;      /* bytes of free objects in small spans (held by mcentral) */
     uint64_t span_waste;     /* bytes at the tails of small spans where no object fits */

@@ -96,7 +96,7 @@ struct class_stats {
     std::uint64_t spans;
     std::uint64_t objects;  // spans × objects_per_span
     std::uint64_t in_use;   // out with the program
-    std::uint64_t cached;   // free, in thread caches
+    std::uint64_t cached;   // free, in thread caches or the transfer tier
     std::uint64_t free;     // free, in their spans
     std::uint64_t mallocs;  // cumulative, as by_size
     std::uint64_t frees;
