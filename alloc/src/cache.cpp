@@ -226,6 +226,7 @@ SPANMAP_ALLOC_TEXT void* alloc_small_slow(unsigned c) noexcept {
         if (g.central[c].fill(&p, 1) == 0) return nullptr;
         // Counted with a read-modify-write: there is no owner thread here.
         g.retired_nmalloc[c].fetch_add(1, std::memory_order_relaxed);
+        unpoison(p, sc::class_size[c]);
         *static_cast<std::uintptr_t*>(p) = 0;
         return p;
     }
