@@ -24,15 +24,21 @@
 //   mcache      one per thread: for each class a bounded stack of free
 //               objects. Its owner allocates and frees with no lock and no
 //               atomic read-modify-write.
+//   transfer    one per size class, between the caches and mcentral
+//               (TCMalloc's transfer cache): whole batches of objects that
+//               one cache gave up and another may take, moved under a short
+//               lock without touching any span.
 //
 // A small allocation, malloc(n) with n <= 32 KiB
 //   1. n -> size class c by one table load (17..24 bytes go to 32 so that
 //      every request above 8 bytes is 16-byte aligned).
 //   2. The thread's mcache (one initial-exec TLS load) pops an object from
 //      bin c, clears the object's first word (the free mark) and returns it.
-//   3. An empty bin refills half its capacity from mcentral[c] under that
-//      class's lock: objects come from the first span with free ones, found
-//      by scanning the span's free bitmap.
+//   3. An empty bin refills a batch: from the class's transfer tier if it
+//      holds one, otherwise from mcentral[c] under that class's lock, where
+//      objects come from the first span with free ones, found by scanning
+//      the span's free bitmap. Every object entering a cache gets the free
+//      mark, so no free object is ever without one.
 //   4. mcentral with no free object asks mheap for a span of the class's
 //      page count (mheap's lock); the heap takes the lowest-addressed free run
 //      that fits, and reserves a new arena when none does. Pages the heap has
@@ -46,11 +52,17 @@
 //      ours — stop the process with a message naming it. Not the start of an
 //      object: the same. The common case is a leaf function; anything
 //      unusual goes to a checked path that does it all again and reports.
-//   2. Small: the object's first word is compared with p's free mark
-//      (a per-process secret xor p) — equal means this pointer was freed
-//      already; then the mark is written and p is pushed on the thread's bin.
-//      A full bin sends its oldest half back to mcentral, which sets the
-//      objects' bits in their spans (a bit already set is also a double free).
+//   2. Small: the object's first word is compared with p's free mark —
+//      equal means this pointer was freed already; then the mark is written
+//      and p is pushed on the thread's bin. The mark is a keyed, non-linear
+//      function of the address (xor with a secret, an odd multiply, a
+//      rotate), so one freed word read back does not give the key away.
+//      Objects a span never handed out (its index at or past the span's
+//      `handed` count: mcentral gives out the lowest free index first) carry
+//      no mark and are refused by that count instead. A full bin sends its
+//      newest batch to the transfer tier, or to mcentral when that is full,
+//      which sets the objects' bits in their spans (a bit already set is
+//      also a double free).
 //   3. A span whose objects are all free goes back to mheap (one spare per
 //      class is kept); its pages become free bits and coalesce with their
 //      neighbours by construction. Large objects go straight back to mheap.
