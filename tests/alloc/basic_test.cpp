@@ -400,20 +400,37 @@ TEST_F(Basic, SizedFrees) {
     std::vector<std::size_t> sizes;
     for (std::size_t n = 1; n <= kMaxSmall; n += 37) sizes.push_back(n);
     for (std::size_t n : {std::size_t{40000}, std::size_t{65536}, 3 * MiB + 1}) sizes.push_back(n);
+    // A sized free really frees: the block is the next one handed out for the
+    // same request — a small one from the top of this thread's bin, a large
+    // one as the lowest free run that fits, which it was a moment ago.
     for (std::size_t n : sizes) {
+        SCOPED_TRACE(n);
         // The requested size, and anything up to the usable size, is accepted.
         void* p = spanmap_malloc(n);
         spanmap_free_sized(p, n);
         void* q = spanmap_malloc(n);
+        EXPECT_EQ(q, p);
         spanmap_free_sized(q, spanmap_usable_size(q));
+        EXPECT_EQ(spanmap_malloc(n), q);
+        spanmap_free(q);
         void* r = spanmap::allocate(n, 8);
         spanmap::deallocate(r, n, 8);
-        void* s = spanmap::allocate(n);
-        spanmap::deallocate(s, n);
+        EXPECT_EQ(spanmap::allocate(n, 8), r);
+        spanmap::deallocate(r);
+        void* d = spanmap::allocate(n);
+        spanmap::deallocate(d, n);
+        EXPECT_EQ(spanmap::allocate(n), d);
+        spanmap::deallocate(d);
         void* t = spanmap::allocate(n, 256);
         spanmap::deallocate(t, n, 256);
+        void* t2 = spanmap::allocate(n, 256);
+        EXPECT_EQ(t2, t);
+        spanmap::deallocate(t2);
         void* u = spanmap_aligned_alloc(4096, n);
         spanmap_free_aligned_sized(u, 4096, n);
+        void* u2 = spanmap_aligned_alloc(4096, n);
+        EXPECT_EQ(u2, u);
+        spanmap_free(u2);
     }
 }
 
