@@ -13,14 +13,14 @@
 //
 //   alloc (Go's Alloc, equal to heap_alloc) is what the program holds: a small
 //   object counts its class size, a large one its whole pages. A free object
-//   waiting in a thread cache is not the program's: it is in cached_bytes, not
-//   in alloc (Go's ReadMemStats likewise counts only the slots handed out, not
-//   an mcache's free ones).
+//   waiting in a thread cache or in the transfer tier between caches is not
+//   the program's: it is in cached_bytes, not in alloc (Go's ReadMemStats
+//   likewise counts only the slots handed out, not an mcache's free ones).
 //   span_free are free objects back in their span's bitmap (mcentral's),
 //   span_waste the tail of each small span too short for one more object.
 //   heap_idle are arena pages no span holds; they stay mapped — and resident,
-//   once touched — until the scavenger gives them back; heap_released will
-//   count those (0 until it exists). mspan_sys / mcache_sys / other_sys are
+//   once touched — until the scavenger gives them back (madvise), and
+//   heap_released counts the ones it gave back and that no span took since. mspan_sys / mcache_sys / other_sys are
 //   the allocator's own records (span records; thread caches; arena records,
 //   the arena list and the heap profiler's tables), mapped from the OS, never
 //   from malloc.
@@ -38,10 +38,11 @@
 //   and total_alloc (growth counts as allocated bytes) but not mallocs.
 //
 // Cheap to keep
-//   The allocation fast path pays one plain add into a counter of the
-//   thread's own cache (cache_bin::nmalloc / nfree: one writer, a relaxed load
-//   and store, no read-modify-write, no cache line shared with another
-//   thread). A thread that exits folds its counters into process-wide totals,
+//   The free fast path pays one plain add into a counter of the thread's own
+//   cache (cache_bin::nfree: one writer, a relaxed load and store, no
+//   read-modify-write, no cache line shared with another thread); malloc pays
+//   nothing: a bin's mallocs follow from its frees, the objects that moved in
+//   and out of it, and its count. A thread that exits folds its counters into process-wide totals,
 //   which also count the rare thread without a cache. Large objects and spans
 //   are counted by mheap under the lock it already holds. read_mem_stats()
 //   adds these up: it takes the heap's lock and the cache list's lock for a
