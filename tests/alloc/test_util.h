@@ -5,6 +5,7 @@
 #pragma once
 
 #include "sizeclasses.h"
+#include "test_common.h"
 
 #include <spanmap/alloc.h>
 #include <spanmap/spanmap.h>
@@ -19,20 +20,8 @@ namespace spanmap::test {
 
 namespace sc = spanmap::sc;
 
-inline constexpr std::size_t kPage = std::size_t{1} << sc::page_shift;
+static_assert(kPage == std::size_t{1} << sc::page_shift);
 inline constexpr std::size_t kMaxSmall = sc::max_small_size;
-
-#if defined(SPANMAP_SANITIZER) && SPANMAP_SANITIZER
-inline constexpr bool kSanitized = true;
-#else
-inline constexpr bool kSanitized = false;
-#endif
-
-// Sanitizers make every access several times slower; the tests keep their
-// shape and shrink their counts.
-constexpr std::size_t scaled(std::size_t normal, std::size_t sanitized) {
-    return kSanitized ? sanitized : normal;
-}
 
 constexpr std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 

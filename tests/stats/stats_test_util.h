@@ -6,6 +6,7 @@
 #pragma once
 
 #include "cache.h"
+#include "test_common.h"
 
 #include <spanmap/alloc.h>
 #include <spanmap/spanmap.h>
@@ -21,15 +22,6 @@ namespace spanmap::test {
 
 namespace sc = spanmap::sc;
 
-#if defined(SPANMAP_SANITIZER) && SPANMAP_SANITIZER
-inline constexpr bool kSanitized = true;
-#else
-inline constexpr bool kSanitized = false;
-#endif
-
-constexpr std::size_t scaled(std::size_t normal, std::size_t sanitized) { return kSanitized ? sanitized : normal; }
-
-inline constexpr std::uint64_t kPage = 8192;
 inline constexpr std::uint64_t kArena = std::uint64_t{64} << 20;
 
 // The class spanmap::allocate(n, 8) uses: the smallest class that holds n.
