@@ -215,4 +215,53 @@ TEST(OverrideDeathTest, SizedDeleteLargerThanTheBlockIsReported) {
     ::operator delete(p, 16);
 }
 
+// The misuse that once slipped through the preload library's own free, which
+// inlines the fast path: each must stop the process with the message format
+// "spanmap: <call> 0x…: <what is wrong>". 6784 bytes is a size class nothing
+// else in this process uses, so the neighbours of its one object are either in
+// this thread's cache (marked free) or were never handed out at all.
+constexpr std::size_t kLoneClass = 6784;
+
+std::string address_of(const void* p) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%p", p);
+    return buf;
+}
+
+TEST(OverrideDeathTest, FreeOfANeighbourNeverHandedOutIsReported) {
+    GTEST_FLAG_SET(death_test_style, "fast");
+    char* p = static_cast<char*>(std::malloc(kLoneClass));
+    ASSERT_NE(p, nullptr);
+    EXPECT_DEATH(std::free(p + kLoneClass), "spanmap: free " + address_of(p + kLoneClass) + ": ");
+    EXPECT_DEATH(std::free(p + 2 * kLoneClass), "spanmap: free " + address_of(p + 2 * kLoneClass) + ": ");
+    // After a flush the neighbours are back in their span's free set.
+    spanmap_thread_cache_flush();
+    EXPECT_DEATH(std::free(p + kLoneClass), "spanmap: free " + address_of(p + kLoneClass) + ": ");
+    std::free(p);
+}
+
+TEST(OverrideDeathTest, DoubleFreeOfAMegabyteIsReported) {
+    GTEST_FLAG_SET(death_test_style, "fast");
+    EXPECT_DEATH(
+        {
+            void* p = std::malloc(std::size_t{1} << 20);
+            sink = p;
+            std::free(p);
+            std::free(p);
+        },
+        "spanmap: free 0x[0-9a-f]+: .*(double free|invalid pointer|not allocated)");
+}
+
+TEST(OverrideDeathTest, ReallocAndUsableSizeOfAFreedPointerAreReported) {
+    GTEST_FLAG_SET(death_test_style, "fast");
+    void* p = std::malloc(kLoneClass);
+    ASSERT_NE(p, nullptr);
+    std::free(p);
+    EXPECT_DEATH(sink = std::realloc(p, kLoneClass - 8), "spanmap: realloc " + address_of(p) + ": .*double free");
+    EXPECT_DEATH(sink = reinterpret_cast<void*>(malloc_usable_size(p)), "spanmap: .* " + address_of(p) + ": .*double free");
+    // What the test freed is taken again, so the heap is as it was.
+    EXPECT_EQ(std::malloc(kLoneClass), p);
+    std::free(p);
+}
+
 }  // namespace
