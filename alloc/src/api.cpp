@@ -1,6 +1,7 @@
 // The C and C++ entry points: size to class, the small and large paths, and
 // the checks every free makes before it trusts a pointer.
 #include "fastpath.h"
+#include "large.h"
 #include "profile.h"
 #include "scavenge.h"
 
@@ -34,7 +35,7 @@ SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero
     if (n > max_request || align > max_request) return nullptr;
     ensure_init();
     const std::size_t align_pages = align > page_size ? align >> page_shift : 1;
-    mspan* s = g.heap.alloc_span(pages_for(n), align_pages, 0);
+    mspan* s = large_alloc_span(pages_for(n), align_pages);
     if (s == nullptr) return nullptr;
     void* p = reinterpret_cast<void*>(s->base);
     unpoison(p, s->end() - s->base);
@@ -101,6 +102,8 @@ mspan* checked_span(const void* ptr, const char* what) noexcept {
             fatal(what, ptr, "double free or invalid pointer (the object is free in its span: never handed out)");
     } else if (__builtin_expect(p != s->base, 0)) {
         fatal(what, ptr, "pointer into the middle of a large object, not its start");
+    } else if (__builtin_expect(s->parked.load(std::memory_order_relaxed), 0)) {
+        fatal(what, ptr, "double free (the large block is already free)");
     }
     return s;
 }
@@ -118,8 +121,7 @@ void free_checked(void* ptr, mspan* s) noexcept {
     }
     const int saved = errno;
     poison(ptr, s->end() - s->base);
-    g.heap.free_span(s);
-    maybe_start_scavenger();
+    large_free_span(s, ptr);
     errno = saved;
 }
 

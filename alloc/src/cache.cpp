@@ -150,6 +150,7 @@ void fork_child() noexcept {
 void lock_all() noexcept {
     for (unsigned c = 1; c < num_classes; ++c) g.central[c].lock().lock();
     for (unsigned c = 1; c < num_classes; ++c) g.transfer[c].lock().lock();
+    g.large.lock().lock();
     g.heap.lock().lock();
     g.caches_lock.lock();
 }
@@ -157,6 +158,7 @@ void lock_all() noexcept {
 void unlock_all() noexcept {
     g.caches_lock.unlock();
     g.heap.lock().unlock();
+    g.large.lock().unlock();
     for (unsigned c = num_classes - 1; c >= 1; --c) g.transfer[c].lock().unlock();
     for (unsigned c = num_classes - 1; c >= 1; --c) g.central[c].lock().unlock();
 }

@@ -21,6 +21,7 @@
 // the TLS pointer set to `exited_cache` and go straight to mcentral.
 #pragma once
 
+#include "large.h"
 #include "transfer.h"
 
 #include <pthread.h>
@@ -153,6 +154,7 @@ struct global_state {
     mheap heap;
     mcentral central[num_classes];
     transfer_cache transfer[num_classes];
+    large_cache large;
     // The free mark's keys (fastpath.h): xor_key has its low 4 bits set, so
     // no object address (16-byte aligned, or 8 for the 8- and 24-byte
     // classes) xors to zero; mul_key is odd.
@@ -177,7 +179,7 @@ struct global_state {
 extern constinit global_state g;
 
 void init_slow() noexcept;
-// Every mcentral (in class order), every transfer tier, then mheap, then the
+// Every mcentral (in class order), every transfer tier, the large cache, then mheap, then the
 // cache lists: the one order the allocator nests its locks in. For walkers that need a still heap
 // (invariant checks, statistics) and for fork.
 void lock_all() noexcept;

@@ -116,6 +116,29 @@ bool check_centrals(report& r, std::size_t& small_spans) {
     return true;
 }
 
+// The large cache: each list holds parked large spans of its page count, and
+// the totals agree with the lists.
+bool check_large(report& r) {
+    std::size_t spans = 0;
+    std::size_t pages = 0;
+    for (std::uint32_t np = 1; np <= large_cache::max_pages; ++np) {
+        const mspan* prev = nullptr;
+        for (const mspan* s = g.large.newest(np); s != nullptr; prev = s, s = s->next) {
+            if (s->prev != prev) return r.fail("large cache: span %p is badly linked", (void*)s->base);
+            if (!s->parked.load(std::memory_order_relaxed) || s->state != span_state::large || s->size_class != 0)
+                return r.fail("large cache: span %p is not a parked large span", (void*)s->base);
+            if (s->npages != np) return r.fail("large cache: span %p of %u pages on the list of %u", (void*)s->base, s->npages, np);
+            if (span_of(s->base) != s) return r.fail("large cache: span %p is not in the page map", (void*)s->base);
+            ++spans;
+            pages += np;
+        }
+    }
+    if (spans != g.large.spans() || pages != g.large.pages())
+        return r.fail("large cache: lists hold %zu spans of %zu pages, counts say %zu of %zu", spans, pages, g.large.spans(), g.large.pages());
+    if (pages * page_size > large_cache::max_bytes) return r.fail("large cache over its bound: %zu pages", pages);
+    return true;
+}
+
 bool check_caches(report& r) {
     std::size_t total = 0;
     for (const mcache* mc = g.live; mc != nullptr; mc = mc->next)
@@ -186,7 +209,12 @@ heap_info read_heap_info() noexcept {
     info.pages_in_use = g.heap.pages_in_use();
     info.pages_free = info.arenas * pages_per_arena - info.pages_in_use;
     info.small_spans = g.heap.small_spans();
-    info.large_objects = g.heap.large_spans();
+    // The heap counts the large cache's parked spans as its own.
+    const std::size_t large = g.heap.large_spans();
+    const std::size_t parked = g.large.spans();
+    info.large_objects = large > parked ? large - parked : 0;
+    info.large_cached_objects = parked;
+    info.large_cached_bytes = g.large.pages() * page_size;
     lock_guard lk(g.caches_lock);
     info.live_caches = g.nlive;
     info.pooled_caches = g.nparked;
@@ -210,7 +238,7 @@ bool check_invariants(char* why, std::size_t why_len) noexcept {
     lock_all();
     std::size_t pages = 0;
     std::size_t spans = 0;
-    const bool ok = check_arenas(r, pages) && check_centrals(r, spans) && check_caches(r);
+    const bool ok = check_arenas(r, pages) && check_centrals(r, spans) && check_caches(r) && check_large(r);
     unlock_all();
     if (ok && why != nullptr && why_len > 0) why[0] = '\0';
     return ok;

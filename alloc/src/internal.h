@@ -205,6 +205,11 @@ struct mspan {
     span_state state;
     span_list_id list;
     bool needzero;  // some page may hold old data (fresh pages are zero)
+    // A large span parked in the large cache (large.h): free, not the
+    // program's. Written under the cache's lock; read by the checks of free,
+    // realloc and malloc_usable_size without it.
+    std::atomic<bool> parked;
+    std::uint32_t parked_tick;  // the heap's tick when it was parked
     // Objects of this span that the heap profiler sampled and that are not yet
     // freed: the free path tests it (this line is loaded anyway), and only
     // when it is non-zero looks up the object's bit in sampled_bits; a set bit

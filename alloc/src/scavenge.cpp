@@ -49,6 +49,7 @@ std::uint64_t now_ns() {
 void tick_and_scavenge() {
     const std::uint32_t now = g.heap.tick() + 1;
     g.heap.set_tick(now);
+    large_cache_trim(now, ticks_per_decay);
     while (g.heap.scavenge(now, ticks_per_decay, pages_per_lock_hold) != 0) {
     }
 }
@@ -103,7 +104,8 @@ void maybe_start_scavenger() noexcept {
         scavenge_inline();
         return;
     }
-    if (g.heap.pages_ever_freed() < start_after_pages) return;
+    // Pages parked in the large cache count: only the scavenger ages them out.
+    if (g.heap.pages_ever_freed() + g.large.pages() < start_after_pages) return;
     int expected = not_started;
     if (!scavenger_state.compare_exchange_strong(expected, threaded, std::memory_order_relaxed)) return;
     // pthread_create allocates (the new thread's TLS); that re-enters us with
@@ -134,6 +136,7 @@ std::size_t release_free_memory() noexcept {
     ensure_init();
     flush_thread_cache();
     for (unsigned c = 1; c < num_classes; ++c) g.central[c].release_empty_spans();
+    large_cache_trim(0, 0);
     std::size_t pages = 0;
     for (std::size_t n; (n = g.heap.scavenge(g.heap.tick(), 0, pages_per_lock_hold)) != 0;) pages += n;
     return pages * page_size;

@@ -51,6 +51,9 @@ struct heap_shape {
     std::uint64_t cached[num_classes];
     std::uint64_t free[num_classes];  // free in their spans
     std::uint64_t large_bytes;
+    // Large spans parked in the large cache: free, so cached, not the program's.
+    std::uint64_t parked_spans;
+    std::uint64_t parked_bytes;
 };
 
 // Lock order, as everywhere in the allocator: every mcentral in class order,

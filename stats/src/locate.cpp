@@ -54,7 +54,8 @@ location locate(const void* ptr) noexcept {
                 r.object_size = std::size_t{s->npages} * page_size;
                 r.object_start = s->base;
                 r.interior = p != s->base;
-                r.state = object_state::allocated;
+                // A parked span is free, in the large cache.
+                r.state = s->parked.load(std::memory_order_relaxed) ? object_state::cached : object_state::allocated;
                 return r;
             }
             c = s->size_class;

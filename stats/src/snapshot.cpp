@@ -52,10 +52,14 @@ void read_counters(counters& k, bool take_locks) noexcept {
         k.nmalloc[c] = load(g.retired_nmalloc[c]);
         k.nfree[c] = load(g.retired_nfree[c]);
     }
-    k.nmalloc[0] = g.heap.large_nmalloc();
-    k.nfree[0] = g.heap.large_nfree();
-    k.large_bytes_alloc = g.heap.large_bytes_alloc();
-    k.large_bytes_freed = g.heap.large_bytes_freed();
+    // A large span parked in the large cache was freed by the program when
+    // it was parked and allocated again when taken; the heap counts a freed
+    // span only when it comes back from the cache, which the cache already
+    // counted.
+    k.nmalloc[0] = g.heap.large_nmalloc() + g.large.ntake();
+    k.nfree[0] = g.heap.large_nfree() + g.large.nput() - g.large.nreturned();
+    k.large_bytes_alloc = g.heap.large_bytes_alloc() + g.large.bytes_taken();
+    k.large_bytes_freed = g.heap.large_bytes_freed() + g.large.bytes_put() - g.large.bytes_returned();
     k.pages_released = g.heap.pages_released();
     k.metadata_sys = metadata_sys.load(std::memory_order_relaxed);
     // One lock at a time: the heap's for the span pool, the list's for caches.
@@ -85,7 +89,9 @@ void shape_from_counters(const counters& k, heap_shape& h) noexcept {
         h.live[c] = sub_sat(k.nmalloc[c], k.nfree[c]);
         h.free[c] = sub_sat(h.spans[c] * class_objects_per_span(c), h.live[c] + h.cached[c]);
     }
-    h.spans[0] = g.heap.large_spans();
+    h.parked_spans = g.large.spans();
+    h.parked_bytes = std::uint64_t{g.large.pages()} * page_size;
+    h.spans[0] = sub_sat(g.heap.large_spans(), h.parked_spans);
     h.live[0] = sub_sat(k.nmalloc[0], k.nfree[0]);
     h.large_bytes = sub_sat(k.large_bytes_alloc, k.large_bytes_freed);
 }
@@ -111,6 +117,9 @@ void shape_from_walk(heap_shape& h) noexcept {
             if (s->state == span_state::small) {
                 ++h.spans[s->size_class];
                 h.free[s->size_class] += s->nfree;
+            } else if (s->parked.load(std::memory_order_relaxed)) {
+                ++h.parked_spans;
+                h.parked_bytes += std::uint64_t{s->npages} * page_size;
             } else {
                 ++h.spans[0];
                 h.large_bytes += std::uint64_t{s->npages} * page_size;
@@ -140,6 +149,8 @@ void build_mem_stats(const counters& k, const heap_shape& h, mem_stats& m) noexc
         m.span_waste += h.spans[c] * (class_span_bytes(c) - class_objects_per_span(c) * size);
         m.small_spans += h.spans[c];
     }
+    m.cached_objects += h.parked_spans;
+    m.cached_bytes += h.parked_bytes;
     m.total_alloc += k.large_bytes_alloc;
     m.alloc += h.large_bytes;
     m.heap_alloc = m.alloc;
@@ -170,10 +181,11 @@ void build_class_stats(const counters& k, const heap_shape& h, class_stats (&out
         s.size = sc::class_size[c];
         s.pages_per_span = sc::class_pages[c];
         s.objects_per_span = c == 0 ? 1 : static_cast<std::uint32_t>(class_objects_per_span(c));
-        s.spans = h.spans[c];
+        // Row 0: the large cache's parked spans are free objects in a cache.
+        s.spans = c == 0 ? h.spans[0] + h.parked_spans : h.spans[c];
         s.objects = s.spans * s.objects_per_span;
         s.in_use = h.live[c];
-        s.cached = h.cached[c];
+        s.cached = c == 0 ? h.parked_spans : h.cached[c];
         s.free = h.free[c];
         s.mallocs = k.nmalloc[c];
         s.frees = k.nfree[c];

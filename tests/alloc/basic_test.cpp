@@ -460,10 +460,22 @@ TEST_F(Basic, HeapInfoAccountsForLargeObjects) {
         EXPECT_EQ(during.pages_in_use + during.pages_free, before.pages_in_use + before.pages_free);
     }
     spanmap_free(p);
+    // Freed, it waits whole in the large cache for the next request of its
+    // size: still pages in use for the heap, but no longer a live object.
     const auto after = spanmap::debug::read_heap_info();
     EXPECT_EQ(after.large_objects, before.large_objects);
-    EXPECT_EQ(after.pages_in_use, before.pages_in_use);
+    EXPECT_EQ(after.large_cached_objects, before.large_cached_objects + 1);
+    EXPECT_EQ(after.large_cached_bytes, before.large_cached_bytes + 10 * kPage);
+    EXPECT_EQ(after.pages_in_use, before.pages_in_use + 10);
     EXPECT_EQ(after.pages_in_use + after.pages_free, after.arenas * (64 * MiB / kPage));
+    // The next request of that size takes it back; a release returns it.
+    EXPECT_EQ(spanmap_malloc(10 * kPage - 100), p);
+    spanmap_free(p);
+    spanmap::release_free_memory();
+    const auto released = spanmap::debug::read_heap_info();
+    EXPECT_EQ(released.large_cached_objects, 0u);
+    EXPECT_EQ(released.large_cached_bytes, 0u);
+    EXPECT_EQ(released.pages_in_use, before.pages_in_use - before.large_cached_bytes / kPage);
 }
 
 TEST_F(Basic, GoodSizeMatchesUsableSize) {

@@ -219,6 +219,17 @@ TEST_F(AllocDeathTest, DoubleFreeOfLargeObject) {
     EXPECT_DIES_NAMING(p, spanmap_free(p), kBadPointer);
 }
 
+// A freed large object waits whole in the large cache, still in the page map:
+// it is recognized there as free by every call that checks its pointer.
+TEST_F(AllocDeathTest, ReallocAndUsableSizeOfAParkedLargeObject) {
+    void* p = spanmap_malloc(100000);
+    spanmap_free(p);
+    ASSERT_EQ(spanmap::debug::read_heap_info().large_cached_objects, 1u);
+    EXPECT_DIES_NAMING(p, (void)spanmap_realloc(p, 200000), kBadPointer);
+    EXPECT_DIES_NAMING(p, (void)spanmap_usable_size(p), kBadPointer);
+    EXPECT_DIES_NAMING(p, spanmap_free_sized(p, 100000), kBadPointer);
+}
+
 TEST_F(AllocDeathTest, DoubleFreeOfHugeObject) {
     void* p = spanmap_malloc(std::size_t{100} << 20);
     spanmap_free(p);

@@ -120,6 +120,26 @@ TEST(Scavenge, BackgroundScavengerShrinksAnIdleProcess) {
     invariants_hold();
 }
 
+TEST(Scavenge, ParkedLargeObjectsGoBackAfterTheDecay) {
+    // Freed large objects wait whole in the large cache for reuse; left alone
+    // they must not stay there: the scavenger gives them back to the heap
+    // after the decay period, and releases their pages.
+    std::vector<void*> blocks;
+    for (int i = 0; i < 4; ++i) {
+        auto* p = static_cast<char*>(spanmap::allocate(std::size_t{1} << 20));
+        for (std::size_t off = 0; off < (std::size_t{1} << 20); off += 4096) p[off] = 1;
+        blocks.push_back(p);
+    }
+    for (void* p : blocks) spanmap::deallocate(p);
+    ASSERT_GE(spanmap::debug::read_heap_info().large_cached_objects, 4u);
+    const auto decay = std::chrono::milliseconds(spanmap::detail::conf.decay_ms);
+    const auto deadline = std::chrono::steady_clock::now() + 3 * decay;
+    while (spanmap::debug::read_heap_info().large_cached_objects != 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(decay / 10);
+    EXPECT_EQ(spanmap::debug::read_heap_info().large_cached_objects, 0u);
+    invariants_hold();
+}
+
 TEST(Scavenge, MemoryOfExitedThreadsReturns) {
     const std::uint64_t before = arena_rss();
     const std::size_t caches_before = spanmap::debug::read_heap_info().live_caches;

@@ -72,7 +72,10 @@ TEST(stats_locate, LargeObjects) {
         EXPECT_EQ(last.object_start, addr(p));
         EXPECT_TRUE(last.interior);
         spanmap::deallocate(p, n, 8);
-        // Its pages went back to the heap: no span there now.
+        // Freed, it waits whole in the large cache; released, its pages go
+        // back to the heap: no span there now.
+        EXPECT_EQ(spanmap::locate(p).state, object_state::cached);
+        spanmap::release_free_memory();
         const location gone = spanmap::locate(p);
         EXPECT_EQ(gone.state, object_state::idle_page);
         EXPECT_EQ(gone.span_start, 0u);

@@ -43,7 +43,9 @@
 //      page count (mheap's lock); the heap takes the lowest-addressed free run
 //      that fits, and reserves a new arena when none does. Pages the heap has
 //      never handed out are known to be zero.
-//   Large objects skip 2 and 3: mheap hands out a span of their own.
+//   Large objects skip 2 and 3: a span of their own, taken whole from the
+//   large cache when a span of that page count was freed recently (up to
+//   4 MiB, 32 MiB in all; alloc/src/large.h), otherwise from mheap.
 //
 // The free path
 //   1. p -> arena (one load), then the page's size class (a byte per page
@@ -65,7 +67,9 @@
 //      also a double free).
 //   3. A span whose objects are all free goes back to mheap (one spare per
 //      class is kept); its pages become free bits and coalesce with their
-//      neighbours by construction. Large objects go straight back to mheap.
+//      neighbours by construction. A freed large object waits whole in the
+//      large cache, and goes back to mheap when the scavenger finds it older
+//      than its decay period, or when a miss could use its pages.
 //   Freed pages stay mapped and are reused before new address space is
 //   reserved.
 //
@@ -147,13 +151,15 @@ struct heap_info {
     std::size_t pages_in_use;    // 8 KiB pages held by spans (small and large)
     std::size_t pages_free;      // reserved pages held by no span
     std::size_t small_spans;     // spans carved into objects (owned by mcentral)
-    std::size_t large_objects;   // spans holding one object over 32 KiB
+    std::size_t large_objects;   // spans holding one live object over 32 KiB
     std::size_t live_caches;     // thread caches attached to a running thread
     std::size_t pooled_caches;   // caches of exited threads, kept for reuse
     std::size_t cached_objects;  // objects sitting in thread caches (exact only when quiet)
     std::size_t cached_bytes;
     std::size_t transfer_objects;  // objects in transit between caches (the transfer tier)
     std::size_t transfer_bytes;
+    std::size_t large_cached_objects;  // freed large objects kept whole for reuse (the large cache)
+    std::size_t large_cached_bytes;
 };
 heap_info read_heap_info() noexcept;
 

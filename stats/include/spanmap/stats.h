@@ -208,7 +208,7 @@ enum class object_state : std::uint8_t {
     idle_page,    // inside an arena, on a page no span holds
     span_tail,    // inside a small span, past its last object
     allocated,    // the object is out with the program
-    cached,       // free, in a thread cache's bin
+    cached,       // free, in a thread cache's bin, the transfer tier or the large cache
     free,         // free in its span's bitmap
 };
 
