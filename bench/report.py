@@ -615,7 +615,9 @@ def scaling_section(res, machine, charts):
           + (f" Rounds: {m['scaling_rounds']}, {m.get('scaling_time', '?')} s per case and round."
              if m.get("scaling_rounds") else ""), ""]
     s += ["### Throughput against threads (M ops/s)", ""]
-    rows = [[c[0], str(c[1])] + [fnum(None if v is None else v / 1e6) + fspread(res.spread("scaling", c, a, "ops_per_s"))
+    # Large objects run at thousands, not millions, per second: a third decimal below 1.
+    fops = lambda v: "—" if v is None else (fnum(v / 1e6) if v >= 1e6 else f"{v / 1e6:.3f}")
+    rows = [[c[0], str(c[1])] + [fops(v) + fspread(res.spread("scaling", c, a, "ops_per_s"))
                                  for a in allocs for v in [res.median("scaling", c, a, "ops_per_s")]]
             for c in cases]
     s.append(table(["workload", "threads"] + allocs, rows))

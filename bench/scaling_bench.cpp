@@ -140,18 +140,23 @@ void release(void* p) {
 
 // --------------------------------------------------------------- a case run
 
+// A thread's op count, published after every batch so that the driver can
+// read it while the thread runs (to start the clock after the warm-up).
 struct alignas(kCacheLine) thread_result {
-    std::uint64_t ops = 0;
+    std::atomic<std::uint64_t> ops{0};
+    void publish(std::uint64_t n) { ops.store(n, std::memory_order_relaxed); }
 };
 
-// What every thread of a case shares: the start and stop signals and the two
-// latches that frame the timed part. The clock starts when every thread is
-// ready and stops when every thread has seen the stop flag and counted its
-// ops; setup before and cleanup after (draining inboxes, freeing windows) are
-// outside it.
+// What every thread of a case shares: the start and stop signals and the
+// latches that frame the timed part. Every thread sets up (fills its window)
+// before the start line; the threads then run a warm-up of a fifth of the case's
+// time, uncounted, so that first page faults and thread-cache growth are
+// not in the figure; the clock runs from the end of the warm-up until every
+// thread has seen the stop flag and published its count. Cleanup (draining
+// inboxes, freeing windows) comes after.
 struct run_control {
-    explicit run_control(int threads) : ready(threads), stopped(threads), cleaned(threads) {}
-    std::latch ready, stopped, cleaned;
+    explicit run_control(int threads) : ready(threads), stopped(threads) {}
+    std::latch ready, stopped;
     std::atomic<bool> go{false};
     std::atomic<bool> stop{false};
 
@@ -224,8 +229,8 @@ void churn_thread(int id, int threads, run_control& rc, std::vector<inbox>& inbo
         }
         mine.free_all();
         ops += kDrain;
+        out.publish(ops);
     }
-    out.ops = ops;
     rc.stopped.arrive_and_wait();  // nobody pushes any more
     mine.free_all();
     for (void* p : window) release(p);
@@ -276,8 +281,8 @@ void producer_thread(int pair, run_control& rc, spsc_ring& ring, thread_result& 
     while (rc.running()) {
         for (int k = 0; k < 64; ++k) ring.push(make(r.log_uniform(4, 11)));
         ops += 64;
+        out.publish(ops);
     }
-    out.ops = ops;
     ring.done.store(true, std::memory_order_release);
     rc.stopped.arrive_and_wait();
 }
@@ -329,9 +334,9 @@ void larson_thread(int id, run_control& rc, std::atomic<larson_table*>& mailbox,
             slot = make(larson_size(r));
         }
         ops += kRound;
+        out.publish(ops);
         table = mailbox.exchange(table, std::memory_order_acq_rel);
     }
-    out.ops = ops;
     rc.stopped.arrive_and_wait();
     for (void* p : table->blocks) release(p);
     delete table;
@@ -353,8 +358,8 @@ void large_thread(int id, run_control& rc, thread_result& out) {
             slot = make(r.log_uniform(15, 22));
         }
         ops += 16;
+        out.publish(ops);
     }
-    out.ops = ops;
     rc.stopped.arrive_and_wait();
     for (void* p : window) release(p);
 }
@@ -392,22 +397,28 @@ double run_case(std::string_view workload, int threads, double seconds) {
             pool.emplace_back(large_thread, i, std::ref(rc), std::ref(res));
         }
     }
+    const auto count = [&] {
+        std::uint64_t n = 0;
+        for (const auto& res : results) n += res.ops.load(std::memory_order_relaxed);
+        return n;
+    };
     rc.ready.wait();
-    const auto t0 = clock_type::now();
     rc.go.store(true, std::memory_order_release);
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds / 5));
+    const std::uint64_t ops0 = count();
+    const auto t0 = clock_type::now();
     std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
     rc.stop.store(true, std::memory_order_relaxed);
     rc.stopped.wait();
     const auto t1 = clock_type::now();
+    const std::uint64_t ops1 = count();
     for (auto& t : pool) t.join();
     for (auto* ring : rings) delete ring;
     if (larson_table* spare = mailbox.load()) {
         for (void* p : spare->blocks) release(p);
         delete spare;
     }
-    std::uint64_t ops = 0;
-    for (const auto& res : results) ops += res.ops;
-    return static_cast<double>(ops) / std::chrono::duration<double>(t1 - t0).count();
+    return static_cast<double>(ops1 - ops0) / std::chrono::duration<double>(t1 - t0).count();
 }
 
 std::string malloc_library() {
@@ -451,7 +462,8 @@ int usage(FILE* to, int rc) {
                  "usage: scaling_bench [options]\n"
                  "  --threads LIST     thread counts (default 1,2,4,... up to nproc, and nproc)\n"
                  "  --workloads LIST   of churn,prodcons,larson,large (default all)\n"
-                 "  --time S           seconds per case and round (default 0.5)\n"
+                 "  --time S           seconds per case and round, after a warm-up of a fifth of that\n"
+                 "                     (default 0.5)\n"
                  "  --rounds N         runs of every case; the figure is their median (default 1)\n"
                  "  --out FILE         write the results as JSON (Google Benchmark's shape)\n"
                  "  --context K=V,...  extra context keys for the JSON (e.g. run_allocator=jemalloc)\n");
