@@ -17,14 +17,16 @@
 #   DIR/bin/scaling_bench
 #   DIR/lib/              libspanmap_malloc.so, libjemalloc.so.2, libtcmalloc_minimal.so.4,
 #                         libmimalloc.so.2 (those found here), and every library they and
-#                         scaling_bench load as ldd lists them (the C++ runtime, libunwind,
-#                         ...), except the C library's own (libc, libm, libpthread, libdl,
-#                         librt, the dynamic loader): those must match the other machine's
-#                         loader, so its own are used. The other machine therefore needs a
-#                         glibc at least as new as this one's.
-#   DIR/MANIFEST          where each file came from, and this machine's glibc
-# The runner puts DIR/lib on LD_LIBRARY_PATH for every allocator, glibc
-# included, so they all run the same copy of the C++ runtime.
+#                         scaling_bench load as ldd lists them: the C++ runtime, libunwind,
+#                         the C library and the dynamic loader itself
+#   DIR/MANIFEST          where each file came from
+# The runner starts scaling_bench through the pack's own dynamic loader
+# (lib/ld-linux-*.so.* --library-path lib), so every allocator, glibc
+# included, runs on this machine's C library and C++ runtime, whatever the
+# other machine has: glibc's loader and libc must come from one build, and a
+# pack that brought its libc but used the other machine's loader could fail to
+# start. Only the kernel is the other machine's. Programs of the other machine
+# (awk, env) never see the pack's libraries: nothing goes on LD_LIBRARY_PATH.
 #
 # A run, as in bench/run.sh: each allocator is a separate process per round,
 # in a new random order each round, so a noisy moment of the machine lands on
@@ -41,8 +43,9 @@ usage() {
 usage: scaling.sh [options]
   --pack DIR         copy scaling_bench, the allocators, their libraries and this script
                      into DIR (needs a build; runs nothing)
-  --libs DIR         take every allocator from DIR (a pack's lib/) and put DIR on
-                     LD_LIBRARY_PATH; without it: spanmap from the build, peers from ldconfig
+  --libs DIR         take every allocator, and the loader and libraries they run with,
+                     from DIR (a pack's lib/); without it: spanmap from the build, the
+                     peers from ldconfig, the system's loader
   --build DIR        build folder with bench/scaling_bench and alloc/libspanmap_malloc.so
                      (default: $BUILD_DIR, else build/ of the repository)
   --bin FILE         the scaling_bench to run (default: the pack's bin/, else the build's)
@@ -131,7 +134,7 @@ if [[ -n $pack ]]; then
   manifest=$pack/MANIFEST
   {
     echo "# scaling_bench pack, made $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -srm), glibc $(getconf GNU_LIBC_VERSION 2>/dev/null | sed 's/^glibc //')"
-    echo "# run: ./scaling.sh --libs lib --out OUT   (the other machine needs a glibc at least this new)"
+    echo "# run: ./scaling.sh --libs lib --out OUT"
   } >"$manifest"
   cp -L "$src_bin" "$pack/bin/scaling_bench"
   echo "bin/scaling_bench $src_bin" >>"$manifest"
@@ -151,18 +154,19 @@ if [[ -n $pack ]]; then
     echo "lib/$so $path" >>"$manifest"
     objects+=("$path")
   done
-  # What the binary and the allocators load, as this machine resolves it; the
-  # C library's own pieces stay behind (see the opening comment).
+  # What the binary and the allocators load, as this machine resolves it,
+  # the dynamic loader included (ldd's line without "=>").
   for o in "${objects[@]}"; do
-    ldd "$o" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }'
+    ldd "$o" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 }
+                    $1 ~ /^\// && $2 != "=>" { n = split($1, p, "/"); print p[n], $1 }'
   done | sort -u | while read -r so path; do
-    case $so in
-      libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux*.so.* | libresolv.so.*) continue ;;
-    esac
     [[ -e $pack/lib/$so ]] && continue
     cp -L "$path" "$pack/lib/$so"
     echo "lib/$so $path" >>"$manifest"
   done
+  loaders=("$pack"/lib/ld-linux*.so.*)
+  [[ -e ${loaders[0]} ]] || die "ldd named no dynamic loader (ld-linux*.so.*) for $src_bin; is it a dynamic glibc program?"
+  chmod +x "${loaders[@]}"
   echo "scaling.sh: packed into $pack:"
   (cd "$pack" && ls -l scaling.sh bin lib | sed 's/^/  /')
   echo "run there: $pack/scaling.sh --libs $pack/lib --out OUT"
@@ -171,6 +175,7 @@ fi
 
 # --- a run ---------------------------------------------------------------------
 declare -A lib=()
+launcher=()
 if [[ -n $libs ]]; then
   [[ -d $libs ]] || die "no folder $libs"
   libs=$(cd "$libs" && pwd)
@@ -178,7 +183,9 @@ if [[ -n $libs ]]; then
     IFS=: read -r name so <<<"$p"
     [[ -f $libs/$so ]] && lib[$name]=$libs/$so
   done
-  export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  loaders=("$libs"/ld-linux*.so.*)
+  [[ -x ${loaders[0]} ]] || die "no dynamic loader (ld-linux*.so.*) in $libs: not a pack's lib/ folder?"
+  launcher=("${loaders[0]}" --library-path "$libs")
 else
   default_build
   [[ -f $build/alloc/libspanmap_malloc.so ]] && lib[spanmap]=$build/alloc/libspanmap_malloc.so
@@ -221,7 +228,7 @@ unset LD_PRELOAD  # an inherited preload would sit under every allocator
   echo "cpu: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n1), $(nproc) CPUs"
   echo "kernel: $(uname -srm); glibc $(getconf GNU_LIBC_VERSION 2>/dev/null | sed 's/^glibc //')"
   echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)"
-  echo "scaling_bench: $bin"
+  echo "scaling_bench: ${launcher[*]}${launcher[*]:+ }$bin"
   for a in "${allocs[@]}"; do echo "$a: ${lib[$a]:-the C library (nothing preloaded)}"; done
   echo "rounds: $rounds; seconds per case and round: $seconds; threads: ${threads:-1,2,4,... nproc}"
 } >"$out/machine.txt"
@@ -240,7 +247,7 @@ for ((r = 1; r <= rounds; r++)); do
     [[ $a == glibc ]] || envs=(env -u SPANMAP_CONF LD_PRELOAD="${lib[$a]}")
     t0=$SECONDS
     printf '  %-10s' "$a"
-    if "${envs[@]}" "$bin" ${threads:+--threads "$threads"} --time "$seconds" \
+    if "${envs[@]}" "${launcher[@]}" "$bin" ${threads:+--threads "$threads"} --time "$seconds" \
          --context "run_allocator=$a,run_round=$r" --out "$out/raw/scaling_${a}_r$r.json" \
          >"$out/logs/scaling_${a}_r$r.txt" 2>&1; then
       printf '%5d s\n' $((SECONDS - t0))

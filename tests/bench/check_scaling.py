@@ -14,9 +14,9 @@ of the libraries.
    spanmap's, and every block's header and trailer survived the cross-thread
    frees (scaling_bench aborts otherwise).
 3. scaling.sh --pack into a temporary folder, then the pack's own scaling.sh
-   with --libs on its lib/: glibc and spanmap run, the spanmap run's malloc is
-   the pack's copy (not the build's), and scaling.md has a row per case with
-   spanmap's ratio to the best peer.
+   with --libs on its lib/: glibc and spanmap run, each on the pack's copy of
+   its library (the C library too: the pack brings its own loader), and
+   scaling.md has a row per case with spanmap's ratio to the best peer.
 4. Bad options are refused with exit status 2, not ignored.
 """
 
@@ -96,15 +96,19 @@ def main(argv):
 
             pack = os.path.join(tmp, "pack")
             run(["bash", script, "--pack", pack, "--build", build], clean_env(), "scaling.sh --pack")
-            for f in ("scaling.sh", "bin/scaling_bench", "lib/libspanmap_malloc.so", "MANIFEST"):
+            for f in ("scaling.sh", "bin/scaling_bench", "lib/libspanmap_malloc.so", "lib/libc.so.6", "MANIFEST"):
                 check(os.path.isfile(os.path.join(pack, f)), f"the pack lacks {f}")
             res = os.path.join(tmp, "res")
             p = run([os.path.join(pack, "scaling.sh"), "--libs", os.path.join(pack, "lib"), "--out", res,
                      "--allocators", "glibc,spanmap", "--rounds", "1", *quick], clean_env(), "the pack's scaling.sh")
-            with open(os.path.join(res, "raw", "scaling_spanmap_r1.json")) as f:
-                lib = json.load(f)["context"]["malloc_library"]
-            check(os.path.realpath(lib) == os.path.realpath(os.path.join(pack, "lib", "libspanmap_malloc.so")),
-                  f"the pack's spanmap run used {lib}, not the pack's copy")
+            for who, so in (("spanmap", "libspanmap_malloc.so"), ("glibc", "libc.so.6")):
+                try:
+                    with open(os.path.join(res, "raw", f"scaling_{who}_r1.json")) as f:
+                        lib = json.load(f)["context"]["malloc_library"]
+                except (OSError, ValueError, KeyError):
+                    lib = None
+                check(lib and os.path.realpath(lib) == os.path.realpath(os.path.join(pack, "lib", so)),
+                      f"the pack's {who} run used {lib}, not the pack's copy")
             try:
                 with open(os.path.join(res, "scaling.md")) as f:
                     md = f.read()
