@@ -36,21 +36,24 @@
 //             thread count (others are skipped).
 //   larson    larson-style server: each thread owns a table of 1000 blocks of
 //             16 B–1 KiB (uniform, as larson's usual 8–1000) and replaces a
-//             random one per op, so lifetimes are random (geometric); after
-//             every 4096 ops it swaps its whole table for the one another
-//             thread left in a shared mailbox (one atomic exchange; there is
-//             one table more than threads). Larson starts a new thread per
-//             round to get the same effect; swapping tables keeps thread
-//             creation out of the figure but still has most blocks freed by a
-//             thread other than the one that allocated them.
+//             random one per op, so lifetimes are random (geometric, 1000
+//             ops on average); after every 1000 ops it swaps its whole table
+//             for the one another thread left in a shared mailbox (one atomic
+//             exchange; there is one table more than threads). A block in a
+//             table that changes hands survives a round with probability
+//             (1 - 1/1000)^1000 = 1/e, so about 63% of the frees in a round are
+//             of blocks another thread allocated (at two threads and more).
+//             Larson starts a new thread per round to the same end; swapping
+//             tables keeps thread creation out of the figure.
 //   large     each thread keeps a window of 8 blocks of 32 KiB–4 MiB
 //             (log-uniform) and replaces one at random per op: large objects,
 //             the page heap and whatever each allocator does to give memory
 //             back, all freed locally.
 //
-// Every block carries its size in its first word and a check byte in its last
-// (the inbox link of a churn block sits in the second word, after the check),
-// both verified before it is freed: the first and last cache lines are touched
+// Every block carries its size in its first word and a check byte in its last,
+// both verified before it is freed (a churn block handed to another thread
+// carries the inbox link in its second word, so its trailer is checked before
+// it is handed over): the first and last cache lines are touched
 // as a header and trailer would be, and an allocator that hands out a wrong or
 // overlapping block stops the run instead of producing a fast figure. Blocks
 // are not filled: the figure is the allocator's, not memset's.
@@ -322,7 +325,7 @@ void larson_fill(larson_table* t, rng& r) {
 
 void larson_thread(int id, run_control& rc, std::atomic<larson_table*>& mailbox, larson_table* table,
                    thread_result& out) {
-    constexpr unsigned kRound = 4096;  // ops between two table swaps
+    constexpr unsigned kRound = larson_table::kBlocks;  // ops between two table swaps
     rng r{0x1a750000u + static_cast<std::uint64_t>(id)};
     larson_fill(table, r);
     std::uint64_t ops = 0;
