@@ -9,7 +9,8 @@ of the libraries.
 1. scaling_bench with nothing preloaded, at 1 and 2 threads: the JSON names
    libc as the malloc, holds one entry per workload and thread count but
    prodcons/1 (a pair needs two threads), each with a positive rate, and the
-   --context keys.
+   --context keys. In a sanitizer build (SPANMAP_SANITIZE in the environment)
+   malloc is the sanitizer runtime's, and that is what the JSON must name.
 2. The same under LD_PRELOAD of libspanmap_malloc.so (when given): malloc is
    spanmap's, and every block's header and trailer survived the cross-thread
    frees (scaling_bench aborts otherwise).
@@ -86,7 +87,8 @@ def main(argv):
     with tempfile.TemporaryDirectory(prefix="spanmap_scaling_") as tmp:
         out = os.path.join(tmp, "glibc.json")
         run([bench, *quick, "--context", "run_allocator=glibc,run_round=1", "--out", out], clean_env(), "glibc run")
-        check_json(out, lambda lib: os.path.basename(lib).startswith("libc."), "glibc")
+        plain = {"address": "libasan.", "thread": "libtsan."}.get(os.environ.get("SPANMAP_SANITIZE", ""), "libc.")
+        check_json(out, lambda lib: os.path.basename(lib).startswith(plain), "glibc")
 
         if preload:
             out = os.path.join(tmp, "spanmap.json")
