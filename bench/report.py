@@ -15,8 +15,15 @@ Why it works the way it does:
   machine adds outliers in one direction only and the median ignores a few of
   them; the spread beside it, (max - min) / median, says how far to trust it.
 - An allocator run is named by the file (alloc_<allocator>_r<k>.json) or by the
-  context key run.sh passes (run_allocator); everything else is a map run,
-  whose benchmark names carry the map (<op>/<map>/<keytype>/<n>).
+  context key run.sh passes (run_allocator); a thread-scaling run is
+  scaling_<allocator>_r<k>.json (or says program "scaling_bench" in its
+  context), its entries named <workload>/<threads> and carrying ops per second
+  (items_per_second); everything else is a map run, whose benchmark names
+  carry the map (<op>/<map>/<keytype>/<n>).
+- Scaling figures are throughputs, so there, unlike everywhere else, higher is
+  better; they are compared with the best peer of each case (the fastest of
+  jemalloc, tcmalloc, mimalloc and glibc), not with each peer in turn, because
+  "is spanmap the one to pick at this thread count" is the question.
 - alloc_bench names the library its malloc came from; a file whose library is
   not the one it was run with (a preload that did not take) is left out, since
   its numbers belong to another allocator.
@@ -50,6 +57,13 @@ MAPS = ["spanmap", "spanmap_std_alloc", "spanmap_jemalloc", "go_map", "absl_flat
         "std_unordered", "std_pmr_unordered_spanmap"]
 ALLOC_FAMILIES = ["pair", "batch_lifo", "batch_fifo", "batch_random", "realloc_growth",
                   "producer_consumer", "two_threads", "workload"]
+SCALING_WORKLOADS = ["churn", "prodcons", "larson", "large"]
+SCALING_LABELS = {
+    "churn": "16 B–2 KiB, 1 in 64 freed by another thread",
+    "prodcons": "producer → consumer pairs, 16 B–2 KiB",
+    "larson": "larson-style server, 16 B–1 KiB",
+    "large": "32 KiB–4 MiB, freed locally",
+}
 MAP_OPS = ["insert", "insert_reserved", "lookup_hit", "lookup_miss", "erase", "iterate"]
 KEY_TYPES = ["u64", "str"]
 LATENCY_MAPS = ["spanmap", "go_map", "absl_flat", "std_unordered"]
@@ -133,12 +147,13 @@ def per_op_ns(entry):
 
 
 ALLOC_FILE = re.compile(r"^alloc_(.+)_r(\d+)\.json$")
+SCALING_FILE = re.compile(r"^scaling_(.+)_r(\d+)\.json$")
 
 
 def allocator_of(path, ctx):
     if ctx.get("run_allocator"):
         return ctx["run_allocator"]
-    m = ALLOC_FILE.match(os.path.basename(path))
+    m = ALLOC_FILE.match(os.path.basename(path)) or SCALING_FILE.match(os.path.basename(path))
     if m:
         return m.group(1)
     if ctx.get("api") == "spanmap_sized":
@@ -182,6 +197,9 @@ def read_raw(out_dir):
             continue
         res.files += 1
         base = os.path.basename(path)
+        if base.startswith("scaling_") or ctx.get("program") == "scaling_bench":
+            read_scaling(res, path, ctx, entries)
+            continue
         is_alloc = base.startswith("alloc_") or "run_allocator" in ctx
         who = allocator_of(path, ctx) if is_alloc else None
         if is_alloc:
@@ -211,6 +229,30 @@ def read_raw(out_dir):
             for c in COUNTERS:
                 res.add(kind, case, w, c, e.get(c))
     return res
+
+
+def read_scaling(res, path, ctx, entries):
+    """scaling_bench's entries: case (workload, threads), metric ops_per_s."""
+    base = os.path.basename(path)
+    who = allocator_of(path, ctx)
+    if not who:
+        res.notes.append(f"{base}: allocator unknown; skipped")
+        return
+    if not preload_ok(res, path, who, ctx):
+        return
+    for e in entries:
+        if not isinstance(e, dict) or e.get("run_type") == "aggregate" or e.get("error_occurred"):
+            continue
+        name = e.get("name") or ""
+        tok = name.split("/")
+        workload = e.get("workload") or tok[0]
+        threads = e.get("threads")
+        if not isinstance(threads, int) and len(tok) == 2 and tok[1].isdigit():
+            threads = int(tok[1])
+        if not workload or not isinstance(threads, int):
+            res.unrecognised.add(name)
+            continue
+        res.add("scaling", (workload, threads), who, "ops_per_s", e.get("items_per_second"))
 
 
 def read_latency(out_dir):
@@ -454,7 +496,31 @@ def targets(res, machine):
         ev = (f"geometric mean over {len(costs)} cases ×{geo:.3f}; median case ×{statistics.median(c for _, c in costs):.3f}; "
               "highest: " + ", ".join(f"{alloc_label(c)} ×{r:.2f}" for c, r in worst))
         out.append((name, "met" if geo < limit else "not met", ev))
+
+    # (g) two threads, on these 2-core machines: the cross-thread workloads.
+    name = "(g) two threads: churn and producer → consumer at least as fast as the best peer"
+    cases = [(w, 2) for w in ("churn", "prodcons")]
+    got = [(c, best_peer(res, c)) for c in cases]
+    got = [(c, b, res.median("scaling", c, BASE, "ops_per_s")) for c, b in got]
+    if any(b is None or sm is None for _, b, sm in got):
+        out.append((name, "not measured", "needs scaling_bench churn/2 and prodcons/2 for spanmap and a peer"))
+    else:
+        ev = "; ".join(f"{c[0]}: {fnum(sm / 1e6)} vs {b[0]} {fnum(b[1] / 1e6)} M ops/s (×{sm / b[1]:.2f})"
+                       for c, b, sm in got)
+        out.append((name, "met" if all(sm >= b[1] for _, b, sm in got) else "not met", ev))
     return out
+
+
+def best_peer(res, case):
+    """(allocator, median ops/s) of the fastest peer in a scaling case, or None."""
+    best = None
+    for w in res.whos("scaling"):
+        if w == BASE:
+            continue
+        v = res.median("scaling", case, w, "ops_per_s")
+        if v is not None and (best is None or v > best[1]):
+            best = (w, v)
+    return best
 
 
 def variant_costs(res, v):
@@ -524,6 +590,52 @@ def alloc_section(res, charts):
                 for c in rss_cases]
         s.append(table(["case"] + allocs, rows))
     s += [chart_refs(charts, ["alloc_pair.png", "alloc_cases.png"]), ""]
+    return "\n".join(s) + "\n"
+
+
+def scaling_case_key(case):
+    w, t = case
+    return (SCALING_WORKLOADS.index(w) if w in SCALING_WORKLOADS else len(SCALING_WORKLOADS), w, t)
+
+
+def scaling_section(res, machine, charts):
+    cases = sorted(res.cases("scaling"), key=scaling_case_key)
+    if not cases:
+        return "## Thread scaling\n\nNot measured: no scaling_bench results.\n\n"
+    allocs = ordered(res.whos("scaling"), ALLOCATORS)
+    missing = [a for a in ALLOCATORS if a not in allocs and a != "spanmap_sized"]
+    m = machine or {}
+    s = ["## Thread scaling", ""]
+    if missing:
+        s += ["Not measured: " + ", ".join(missing) + ".", ""]
+    s += ["scaling_bench: every thread runs free for a fixed time; the figure is the whole process's "
+          "allocations per second (each one also freed), in millions: higher is better. "
+          + "; ".join(f"{w}: {SCALING_LABELS[w]}" for w in SCALING_WORKLOADS) + ". "
+          "producer → consumer needs an even thread count."
+          + (f" Rounds: {m['scaling_rounds']}, {m.get('scaling_time', '?')} s per case and round."
+             if m.get("scaling_rounds") else ""), ""]
+    s += ["### Throughput against threads (M ops/s)", ""]
+    # Large objects run at thousands, not millions, per second: a third decimal below 1.
+    fops = lambda v: "—" if v is None else (fnum(v / 1e6) if v >= 1e6 else f"{v / 1e6:.3f}")
+    rows = [[c[0], str(c[1])] + [fops(v) + fspread(res.spread("scaling", c, a, "ops_per_s"))
+                                 for a in allocs for v in [res.median("scaling", c, a, "ops_per_s")]]
+            for c in cases]
+    s.append(table(["workload", "threads"] + allocs, rows))
+    if BASE in allocs and len(allocs) > 1:
+        s += ["### Throughput as a ratio to the best peer (above 1: faster than every peer)", "",
+              "Each allocator's median over the best peer's, the best peer being the fastest of the others "
+              "in that case; **bold** where spanmap is not the fastest.", ""]
+        rows = []
+        for c in cases:
+            b = best_peer(res, c)
+            row = [c[0], str(c[1]), b[0] if b else "—"]
+            for a in allocs:
+                v = res.median("scaling", c, a, "ops_per_s")
+                r = v / b[1] if v is not None and b else None
+                row.append(fratio(r) if a == BASE else ("—" if r is None else f"{r:.2f}"))
+            rows.append(row)
+        s.append(table(["workload", "threads", "best peer"] + allocs, rows))
+    s += [chart_refs(charts, ["alloc_threads.png"]), ""]
     return "\n".join(s) + "\n"
 
 
@@ -615,7 +727,7 @@ def notes_section(res, machine, charts_note):
 
 # ---------------------------------------------------------------- charts
 
-CHARTS = ["alloc_pair.png", "alloc_cases.png", "map_ops.png", "map_latency.png"]
+CHARTS = ["alloc_pair.png", "alloc_cases.png", "alloc_threads.png", "map_ops.png", "map_latency.png"]
 
 
 def draw_charts(res, traces, out_dir):
@@ -709,6 +821,44 @@ def draw_charts(res, traces, out_dir):
         axes[0, 0].set_title("time as a ratio to spanmap (above 1: spanmap faster)")
         save(fig, "alloc_cases.png")
 
+    # alloc_threads.png: one panel per workload, throughput against threads.
+    scases = res.cases("scaling")
+    if scases:
+        works = ordered({c[0] for c in scases}, SCALING_WORKLOADS)
+        cols = min(len(works), 2)
+        nrows = (len(works) + cols - 1) // cols
+        fig, axes = plt.subplots(nrows, cols, figsize=(5.5 * cols, 3.8 * nrows), squeeze=False)
+        for ax, w in zip(axes.flat, works):
+            ts = sorted({c[1] for c in scases if c[0] == w})
+            for a in ordered(res.whos("scaling"), ALLOCATORS):
+                pts = [(t, res.values("scaling", (w, t), a, "ops_per_s")) for t in ts]
+                pts = [(t, v) for t, v in pts if v]
+                if not pts:
+                    continue
+                xs = [t for t, _ in pts]
+                ax.plot(xs, [statistics.median(v) / 1e6 for _, v in pts], marker="o", ms=3, label=a,
+                        color=colour(a, ALLOCATORS), lw=2.0 if a == BASE else 1.2)
+                ax.fill_between(xs, [min(v) / 1e6 for _, v in pts], [max(v) / 1e6 for _, v in pts],
+                                alpha=0.15, color=colour(a, ALLOCATORS))
+            if len(ts) > 1:
+                ax.set_xscale("log", base=2)
+            ax.set_xticks(ts)
+            ax.set_xticklabels([str(t) for t in ts])
+            ax.set_ylim(bottom=0)
+            ax.set_title(f"{w}: {SCALING_LABELS[w]}" if w in SCALING_LABELS else w, fontsize=10)
+            ax.set_xlabel("threads")
+            ax.set_ylabel("M ops/s (median; band: min–max)")
+            ax.grid(True, alpha=0.3)
+        for ax in list(axes.flat)[len(works):]:
+            ax.set_axis_off()
+        legend = {}
+        for ax in axes.flat:
+            for h, l in zip(*ax.get_legend_handles_labels()):
+                legend.setdefault(l, h)
+        fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=max(len(legend), 1), fontsize=9)
+        fig.suptitle("throughput against threads (higher is better)")
+        save(fig, "alloc_threads.png", rect=(0, 0.05, 1, 1))
+
     # map_ops.png: one panel per (op, key type), time per op against n.
     mcases = res.cases("map")
     ops = ordered({c[0] for c in mcases}, MAP_OPS)
@@ -778,7 +928,7 @@ def main(argv):
         note = "no latency traces (OUT/latency/latency_<map>.csv): map_latency.png not drawn"
         charts_note = f"{charts_note}; {note}" if charts_note else note
     text = (header(machine, res) + targets_section(res, machine) + alloc_section(res, charts)
-            + variants_section(res) + map_section(res, charts) + notes_section(res, machine, charts_note))
+            + scaling_section(res, machine, charts) + variants_section(res) + map_section(res, charts) + notes_section(res, machine, charts_note))
     path = os.path.join(out_dir, "report.md")
     with open(path, "w") as f:
         f.write(text)

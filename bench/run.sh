@@ -3,8 +3,10 @@
 # map through the same programs, R rounds over, and turns the results into
 # bench/out/report.md with charts (bench/report.py).
 #
-#   bench/run.sh            full run: 5 rounds, the programs' own timings, maps up to 10M entries
-#   bench/run.sh --quick    smoke run of a minute or two: 2 rounds, tiny sizes, min_time 0.01
+#   bench/run.sh            full run: 5 rounds, the programs' own timings, maps up to 10M entries,
+#                           thread scaling at 1, 2, 4 ... nproc threads
+#   bench/run.sh --quick    smoke run of a minute or two: 2 rounds, tiny sizes, min_time 0.01,
+#                           thread scaling at 1 and 2 threads in the first round only
 #   bench/run.sh --help     all options
 #
 # How a run is laid out, and why:
@@ -21,6 +23,11 @@
 #   round. A noisy moment of this shared machine then lands on a different
 #   allocator each round, and the report's median over rounds drops it; one
 #   long process per allocator would hand the whole noise to one of them.
+# - scaling_bench (throughput against threads) is a plain malloc program too,
+#   run once per round for glibc, spanmap and the peers under the same
+#   preloads, in its own shuffled order after the alloc_bench processes.
+#   spanmap_sized has no place there (scaling_bench links nothing of
+#   spanmap's), and the feature variants are left to alloc_bench.
 # - Each process runs each benchmark once (--benchmark_repetitions=1); the
 #   repetition is the round. map_peers_bench also shuffles its own cases
 #   (--benchmark_enable_random_interleaving).
@@ -40,13 +47,18 @@ usage: bench/run.sh [options]
   --quick            smoke run: 2 rounds, min_time 0.01, maps of 1000 and 10000 entries,
                      65536 growth keys (checks the pipeline, not for conclusions)
   --rounds N         rounds (default 5; --quick: 2)
-  --build DIR        build folder with bench/alloc_bench, bench/map_peers_bench and
-                     alloc/libspanmap_malloc.so (default: $BUILD_DIR, else build/)
+  --build DIR        build folder with bench/alloc_bench, bench/map_peers_bench,
+                     bench/scaling_bench and alloc/libspanmap_malloc.so
+                     (default: $BUILD_DIR, else build/)
   --out DIR          output folder (default bench/out)
   --min-time S       --benchmark_min_time / -min_time for every program (default 0.5,
                      Google Benchmark's own)
   --sizes LIST       map sizes (default 1000,10000,100000,1000000,10000000)
   --growth-keys N    keys of the growth-latency runs (default: the programs' 8M)
+  --scaling-threads LIST
+                     thread counts of scaling_bench (default 1,2,4,... up to nproc;
+                     --quick: 1,2)
+  --scaling-time S   seconds per scaling case and round (default 0.5; --quick: 0.05)
   --report-only      only rewrite the report from the results already in the output folder
   -h, --help         this text
 environment: BUILD_DIR; JEMALLOC_SO, TCMALLOC_SO, MIMALLOC_SO (a peer library's path)
@@ -65,6 +77,8 @@ quick=0
 min_time=""
 sizes=""
 growth_keys=""
+scaling_threads=""
+scaling_time=""
 report_only=0
 while (($#)); do
   opt=$1 val=""
@@ -72,7 +86,7 @@ while (($#)); do
     --*=*) val=${opt#*=}; opt=${opt%%=*} ;;
   esac
   case $opt in
-    --rounds | --build | --out | --min-time | --sizes | --growth-keys)
+    --rounds | --build | --out | --min-time | --sizes | --growth-keys | --scaling-threads | --scaling-time)
       if [[ -z $val ]]; then
         (($# >= 2)) || die "$opt needs a value"
         val=$2
@@ -88,6 +102,8 @@ while (($#)); do
     --min-time) min_time=$val ;;
     --sizes) sizes=$val ;;
     --growth-keys) growth_keys=$val ;;
+    --scaling-threads) scaling_threads=$val ;;
+    --scaling-time) scaling_time=$val ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown option $1" ;;
   esac
@@ -96,15 +112,19 @@ done
 
 if ((quick)); then
   : "${rounds:=2}" "${min_time:=0.01}" "${sizes:=1000,10000}" "${growth_keys:=65536}"
+  : "${scaling_threads:=1,2}" "${scaling_time:=0.05}"
 else
-  : "${rounds:=5}" "${sizes:=1000,10000,100000,1000000,10000000}"
+  : "${rounds:=5}" "${sizes:=1000,10000,100000,1000000,10000000}" "${scaling_time:=0.5}"
 fi
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive number, not '$rounds'"
+[[ -z $scaling_threads || $scaling_threads =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] ||
+  die "--scaling-threads must be a list like 1,2,4, not '$scaling_threads'"
+[[ $scaling_time =~ ^[0-9]*\.?[0-9]+$ ]] || die "--scaling-time must be a number of seconds, not '$scaling_time'"
 
 # A path given by the user is relative to where they stand; the defaults are
 # relative to the repository.
 if [[ -z $build ]]; then build=$root/build; fi
-[[ -d $build ]] || die "no build folder $build (configure and build first: cmake -S . -B build && cmake --build build --target alloc_bench map_peers_bench spanmap_malloc)"
+[[ -d $build ]] || die "no build folder $build (configure and build first: cmake -S . -B build && cmake --build build --target alloc_bench map_peers_bench scaling_bench spanmap_malloc)"
 build=$(cd "$build" && pwd)
 if [[ -z $out ]]; then out=$root/bench/out; fi
 mkdir -p "$out"
@@ -123,10 +143,12 @@ fi
 # --- what can run --------------------------------------------------------------
 alloc_bin=$build/bench/alloc_bench
 maps_bin=$build/bench/map_peers_bench
+scaling_bin=$build/bench/scaling_bench
 preload=$build/alloc/libspanmap_malloc.so
 missing=()
 [[ -x $alloc_bin ]] || missing+=(alloc_bench)
 [[ -x $maps_bin ]] || missing+=(map_peers_bench)
+[[ -x $scaling_bin ]] || missing+=(scaling_bench)
 [[ -f $preload ]] || missing+=(spanmap_malloc)
 if ((${#missing[@]})); then
   die "not built in $build: ${missing[*]}
@@ -181,6 +203,16 @@ for peer in jemalloc:libjemalloc.so.2:${JEMALLOC_SO:-} tcmalloc:libtcmalloc_mini
     echo "run.sh: $name skipped: $so not found" >&2
   fi
 done
+
+# scaling_bench runs for the real allocators only (see the opening comment).
+scaling_allocs=()
+for a in glibc spanmap jemalloc tcmalloc mimalloc; do
+  [[ -n ${lib[$a]:-} || $a == glibc ]] && scaling_allocs+=("$a")
+done
+# --quick runs the scaling cases in its first round only: a smoke test of
+# the program and the report, not a measurement.
+scaling_rounds=$rounds
+((quick)) && scaling_rounds=1
 
 raw=$out/raw logs=$out/logs latency=$out/latency
 rm -rf "$raw" "$logs" "$latency"
@@ -252,6 +284,14 @@ run_alloc() {
     --benchmark_out="$raw/alloc_${a}_r$r.json" --benchmark_out_format=json
 }
 
+run_scaling() {
+  local a=$1 envs=(env -u LD_PRELOAD -u SPANMAP_CONF)
+  [[ $a == glibc ]] || envs=(env -u SPANMAP_CONF LD_PRELOAD="${lib[$a]}")
+  run_one "scaling $a" "$logs/scaling_${a}_r$r.txt" "${envs[@]}" "$scaling_bin" \
+    ${scaling_threads:+--threads "$scaling_threads"} --time "$scaling_time" \
+    --context "run_allocator=$a,run_round=$r" --out "$raw/scaling_${a}_r$r.json"
+}
+
 run_maps() {
   local trace=()
   ((r < rounds)) || trace=(--latency_trace="$latency")
@@ -274,14 +314,17 @@ started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)
 t_start=$SECONDS
 orders=()
-echo "run.sh: $rounds round(s) of: ${allocs[*]}, map_peers_bench${go_bin:+, go_map_bench}; results in $out"
+echo "run.sh: $rounds round(s) of: ${allocs[*]}, scaling_bench (${scaling_allocs[*]}), map_peers_bench${go_bin:+, go_map_bench}; results in $out"
 for ((r = 1; r <= rounds; r++)); do
   mapfile -t order < <(printf '%s\n' "${allocs[@]}" | shuf)
+  scaling_order=()
+  ((r > scaling_rounds)) || mapfile -t scaling_order < <(printf '%s\n' "${scaling_allocs[@]}" | shuf)
   maps_order="map_peers_bench${go_bin:+ go_map_bench}"
   ((r % 2)) || maps_order="${go_bin:+go_map_bench }map_peers_bench"
-  orders+=("round $r: ${order[*]} $maps_order")
+  orders+=("round $r: ${order[*]}${scaling_order[*]:+, scaling: ${scaling_order[*]},} $maps_order")
   echo "round $r/$rounds"
   for a in "${order[@]}"; do run_alloc "$a"; done
+  for a in "${scaling_order[@]}"; do run_scaling "$a"; done
   for m in $maps_order; do
     if [[ $m == map_peers_bench ]]; then run_maps; else run_go; fi
   done
@@ -315,6 +358,7 @@ dirty=$(git -C "$root" status --porcelain --untracked-files=no 2>/dev/null | hea
 M_date=$started M_duration_s=$duration M_git_commit=$commit M_git_dirty=${dirty:+1} \
 M_build_dir=${build#"$root"/} M_build_type=$build_type M_quick=$quick M_rounds=$rounds \
 M_min_time=$min_time M_sizes=$sizes M_growth_keys=$growth_keys M_load_at_start=$load_at_start \
+M_scaling_threads=${scaling_threads:-"1,2,4,... nproc"} M_scaling_time=$scaling_time M_scaling_rounds=$scaling_rounds \
 M_nproc=$(nproc) \
 M_cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n1)" \
 M_kernel="$(uname -srm)" \
@@ -330,7 +374,7 @@ M_round_orders="$(printf '%s\n' "${orders[@]}")" \
 import json, os, sys
 e = {k[2:]: v for k, v in os.environ.items() if k.startswith("M_")}
 m = {k: v for k, v in e.items() if v and k not in ("libraries", "skipped", "failed_runs", "round_orders")}
-for k in ("duration_s", "rounds", "nproc", "growth_keys"):
+for k in ("duration_s", "rounds", "nproc", "growth_keys", "scaling_rounds"):
     if k in m and m[k].isdigit():
         m[k] = int(m[k])
 m["quick"] = e.get("quick") == "1"

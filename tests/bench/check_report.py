@@ -28,6 +28,14 @@ fields, and latency traces with and without a header line. The figures:
                    geometric mean sqrt(1.2) = 1.095 > 1.05: target (e) not met
     spanmap_noscav pair/16: 25, 20, 20 -> 20, cost spanmap/noscav = 1.00; pair/64: 6, 6.6, 6 -> 1.00;
                    target (f) met. Neither is an allocator column.
+    scaling (M ops/s; mimalloc's third round again from libc, left out; tcmalloc missing):
+              spanmap        jemalloc       mimalloc     glibc   best peer   spanmap / best
+    churn/1   50, 40, 60     70, 72, 71     80, 90       30      mimalloc 85 50/85 = 0.59, spread 20/50 = 40%
+    churn/2   100, 110, 90   120            100, 110     50      jemalloc    100/120 = 0.83
+    prodcons/2 40, 44, 42    20             30, 34       10      mimalloc 32 42/32 = 1.31
+    larson/2  90, 95, 100    80             100, 104     30      mimalloc 102 95/102 = 0.93
+    large/1   2.0            —              —            0.5     glibc       4.00
+    target (g) (churn/2 and prodcons/2 at least the best peer's) is not met.
 
 A second pass gives report.py only spanmap's allocator files and no
 machine.json: every target must then read "not measured", and nothing may
@@ -175,12 +183,36 @@ def main(argv):
               "a feature variant is shown as an allocator column")
 
         for letter, want in (("a", "not met"), ("b", "met"), ("c", "met"), ("d", "met"), ("e", "not met"),
-                             ("f", "met")):
+                             ("f", "met"), ("g", "not met")):
             check(target_status(t, letter) == want, f"target ({letter}): want {want}, got {target_status(t, letter)!r}")
         check("×80.0" in md and "u64 n=1k: 40.0 vs 48.0" in md and "str n=1k: 40.0 vs 80.0" in md,
               "target evidence lacks the measured figures")
 
-        charts = ["alloc_pair.png", "alloc_cases.png", "map_ops.png", "map_latency.png"]
+        st, sr = "Throughput against threads (M ops/s)", "Throughput as a ratio to the best peer (above 1: faster than every peer)"
+        expect(t, st, "churn 1", "spanmap", "50.0", spread="40%")
+        expect(t, st, "churn 1", "mimalloc", "85.0")
+        expect(t, st, "churn 2", "spanmap", "100")
+        expect(t, st, "prodcons 2", "mimalloc", "32.0")
+        expect(t, st, "larson 2", "mimalloc", "102")
+        expect(t, st, "large 1", "jemalloc", "—")
+        expect(t, sr, "churn 1", "best peer", "mimalloc")
+        expect(t, sr, "churn 1", "spanmap", "0.59")
+        expect(t, sr, "churn 1", "jemalloc", "0.84")
+        expect(t, sr, "churn 2", "best peer", "jemalloc")
+        expect(t, sr, "churn 2", "spanmap", "0.83")
+        expect(t, sr, "prodcons 2", "spanmap", "1.31")
+        expect(t, sr, "larson 2", "spanmap", "0.93")
+        expect(t, sr, "large 1", "best peer", "glibc")
+        expect(t, sr, "large 1", "spanmap", "4.00")
+        check(cell(t, st, "prodcons 1", "spanmap") is None, "prodcons at one thread has a row")
+        check(re.search(r"Thread scaling\n\nNot measured: tcmalloc\.", md), "scaling: tcmalloc not reported as not measured")
+        check("scaling_mimalloc_r3.json: run as mimalloc, but malloc came from /lib/x86_64-linux-gnu/libc.so.6; left out" in md,
+              "the scaling run whose preload did not take is not reported")
+        check("churn: 100 vs jemalloc 120 M ops/s (×0.83); prodcons: 42.0 vs mimalloc 32.0 M ops/s (×1.31)" in md,
+              "target (g) lacks the measured figures")
+        check("Rounds: 3, 0.5 s per case and round." in md, "the scaling section does not say how it was run")
+
+        charts = ["alloc_pair.png", "alloc_cases.png", "alloc_threads.png", "map_ops.png", "map_latency.png"]
         for c in charts:
             path = os.path.join(full, c)
             if have_mpl:
@@ -199,11 +231,12 @@ def main(argv):
                 shutil.copy(os.path.join(fixtures, "raw", f), os.path.join(bare, "raw"))
         md = run_report(report_py, bare)
         t = tables(md)
-        for letter in "abcdef":
+        for letter in "abcdefg":
             check(target_status(t, letter) == "not measured",
                   f"bare run, target ({letter}): want not measured, got {target_status(t, letter)!r}")
         expect(t, time, "pair/16", "spanmap", "20.0")
         check("Not measured: no map results." in md, "bare run: maps not reported as not measured")
+        check("Not measured: no scaling_bench results." in md, "bare run: scaling not reported as not measured")
 
     if len(argv) == 4:
         # run.sh is only run for real by hand; here it must at least parse and answer --help.
