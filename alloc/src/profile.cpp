@@ -25,6 +25,7 @@
 
 #include <bit>
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstdint>
 #include <cstring>
@@ -741,6 +742,12 @@ namespace {
 // library's constructor has opened libunwind, before the program's own
 // constructors and main; the loader's allocations before it go unsampled.
 __attribute__((constructor)) void start_from_conf() {
+    // A process that has not allocated yet is left uninitialised unless it
+    // may ask for profiling: preloading must not cost /bin/true a heap.
+    if (g.init_state.load(std::memory_order_acquire) != 2) {
+        const char* text = ::secure_getenv("SPANMAP_CONF");
+        if (text == nullptr || std::strstr(text, "prof") == nullptr) return;
+    }
     ensure_init();
     if (!conf.prof || prof.on.load(std::memory_order_relaxed)) return;
     if (load_unwinder()) {
