@@ -8,9 +8,12 @@
 #include <spanmap/alloc.h>
 #include <spanmap/spanmap.h>
 
+#include <dlfcn.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace spanmap::detail {
@@ -233,15 +236,34 @@ size_t spanmap_release_free_memory(void) noexcept { return release_free_memory()
 
 namespace spanmap {
 
+namespace detail {
+
+// Inside the malloc replacement, built without exceptions and without a C++
+// runtime of its own, std::bad_alloc is thrown by the program's libstdc++,
+// found by name once an allocation has failed (see malloc_override.cpp).
+[[noreturn, gnu::cold, gnu::noinline]] void throw_bad_alloc() {
+#if defined(__cpp_exceptions)
+    throw std::bad_alloc();
+#else
+    using throw_fn = void (*)();
+    if (auto fn = reinterpret_cast<throw_fn>(::dlsym(RTLD_DEFAULT, "_ZSt17__throw_bad_allocv"))) fn();
+    static constexpr char msg[] = "spanmap: out of memory in a C++ allocation, and no C++ runtime to throw std::bad_alloc\n";
+    (void)!::write(2, msg, sizeof msg - 1);
+    std::abort();
+#endif
+}
+
+}  // namespace detail
+
 SPANMAP_ALLOC_TEXT void* allocate(std::size_t size, std::size_t alignment) {
     void* p = is_pow2(alignment) ? alloc(size, alignment) : nullptr;
-    if (p == nullptr) throw std::bad_alloc();
+    if (p == nullptr) detail::throw_bad_alloc();
     return p;
 }
 
 SPANMAP_ALLOC_TEXT void* allocate_zeroed(std::size_t size, std::size_t alignment) {
     void* p = is_pow2(alignment) ? alloc_zeroed(size, alignment) : nullptr;
-    if (p == nullptr) throw std::bad_alloc();
+    if (p == nullptr) detail::throw_bad_alloc();
     return p;
 }
 

@@ -120,7 +120,10 @@ bool apply(std::string_view item) noexcept {
         return false;
     }
     const std::string_view key = item.substr(0, colon);
-    const std::string_view value = item.substr(colon + 1);
+    // Not substr(colon + 1): its range check throws, and the malloc
+    // replacement carries no C++ runtime to throw with.
+    std::string_view value = item;
+    value.remove_prefix(colon + 1);
     for (const option& o : options) {
         if (o.key != key) continue;
         if (o.set(value)) return true;

@@ -14,6 +14,10 @@
 //     straight from mcentral (see cache.h).
 //   * fork: handlers registered at first initialisation take every allocator
 //     lock in one order (see fork_prepare in cache.cpp).
+//   * Preloading must not load a C++ runtime into a C program: the library
+//     is built without exceptions and RTTI and links the C library alone.
+//     operator new's failure path borrows the program's libstdc++ (below),
+//     and the profiler opens libunwind when it starts (profile.cpp).
 //   * free keeps errno; posix_memalign reports EINVAL for a bad alignment;
 //     pvalloc(0) is one page; realloc(p, 0) frees p and returns NULL (glibc's
 //     behaviour); a pointer from another heap stops the process with a message.
@@ -27,6 +31,7 @@
 #include <spanmap/alloc.h>
 #include <spanmap/spanmap.h>
 
+#include <dlfcn.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -36,6 +41,11 @@
 #include <new>
 
 #define SPANMAP_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace spanmap::detail {
+// Throws std::bad_alloc through the program's C++ runtime (api.cpp).
+[[noreturn]] void throw_bad_alloc();
+}  // namespace spanmap::detail
 
 namespace {
 
@@ -58,23 +68,66 @@ void* memalign_impl(std::size_t align, std::size_t size) {
     return aligned_or_enomem(align, size);
 }
 
-void* new_impl(std::size_t size, std::size_t align) {
+// --- operator new's failure path ------------------------------------------------
+//
+// This library carries no C++ runtime (see alloc/CMakeLists.txt), yet a failed
+// operator new must call the program's new_handler and throw std::bad_alloc
+// that the program can catch. Both belong to the program's own libstdc++, and
+// a program that calls operator new has one loaded: its functions are found by
+// name when an allocation has failed, never on the way to a successful one.
+// Without a C++ runtime (a C program calling the exported C++ API), the
+// failure stops the process with a message instead.
+
+template <class Fn>
+Fn runtime_function(void* handle, const char* name) noexcept {
+    return reinterpret_cast<Fn>(::dlsym(handle, name));
+}
+
+std::new_handler program_new_handler() noexcept {
+    using get_fn = std::new_handler (*)() noexcept;
+    const get_fn get = runtime_function<get_fn>(RTLD_DEFAULT, "_ZSt15get_new_handlerv");
+    return get != nullptr ? get() : nullptr;
+}
+
+[[gnu::cold, gnu::noinline]] void* new_failed(std::size_t size, std::size_t align) {
     for (;;) {
-        void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap::detail::malloc_fast(size)
-                                                            : spanmap_aligned_alloc(align, size);
-        if (p != nullptr) return p;
-        std::new_handler handler = std::get_new_handler();
-        if (handler == nullptr) throw std::bad_alloc();
+        const std::new_handler handler = program_new_handler();
+        if (handler == nullptr) spanmap::detail::throw_bad_alloc();
         handler();
+        void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap::detail::malloc_fast(size)
+                                                           : spanmap_aligned_alloc(align, size);
+        if (p != nullptr) return p;
     }
 }
 
-void* new_nothrow(std::size_t size, std::size_t align) noexcept {
-    try {
-        return new_impl(size, align);
-    } catch (...) {
-        return nullptr;
+inline void* new_impl(std::size_t size, std::size_t align) {
+    void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap::detail::malloc_fast(size)
+                                                        : spanmap_aligned_alloc(align, size);
+    if (p != nullptr) [[likely]] return p;
+    return new_failed(size, align);
+}
+
+// The nothrow forms return NULL where the plain ones throw, and a new_handler
+// may throw too; catching needs the C++ runtime, so when a handler is set the
+// program's libstdc++ does it: its nothrow operator new calls the plain
+// operator new (this library's, it is replaceable) inside a try block.
+[[gnu::cold, gnu::noinline]] void* new_nothrow_failed(std::size_t size, std::size_t align) noexcept {
+    if (program_new_handler() == nullptr) return nullptr;
+    using nothrow_fn = void* (*)(std::size_t, const std::nothrow_t&) noexcept;
+    using nothrow_aligned_fn = void* (*)(std::size_t, std::align_val_t, const std::nothrow_t&) noexcept;
+    if (align == 0) {
+        const auto fn = runtime_function<nothrow_fn>(RTLD_NEXT, "_ZnwmRKSt9nothrow_t");
+        return fn != nullptr ? fn(size, std::nothrow_t{}) : nullptr;
     }
+    const auto fn = runtime_function<nothrow_aligned_fn>(RTLD_NEXT, "_ZnwmSt11align_val_tRKSt9nothrow_t");
+    return fn != nullptr ? fn(size, std::align_val_t{align}, std::nothrow_t{}) : nullptr;
+}
+
+inline void* new_nothrow(std::size_t size, std::size_t align) noexcept {
+    void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap::detail::malloc_fast(size)
+                                                        : spanmap_aligned_alloc(align, size);
+    if (p != nullptr) [[likely]] return p;
+    return new_nothrow_failed(size, align);
 }
 
 }  // namespace

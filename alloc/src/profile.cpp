@@ -10,6 +10,12 @@
 #ifdef SPANMAP_HAVE_LIBUNWIND
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
+// The malloc replacement opens libunwind itself (see load_unwinder below).
+#ifdef SPANMAP_LIBUNWIND_SONAME
+#define SPANMAP_UNWIND_DLOPEN 1
+#include <dlfcn.h>
+#include <pthread.h>
+#endif
 #endif
 
 #include <fcntl.h>
@@ -19,6 +25,7 @@
 
 #include <bit>
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstdint>
 #include <cstring>
@@ -368,6 +375,48 @@ void find_module_range() noexcept {
     prof.module_hi.store(hi, std::memory_order_relaxed);
 }
 
+#ifdef SPANMAP_UNWIND_DLOPEN
+// libspanmap_malloc.so needs the C library alone, so libunwind is not linked
+// into it: the functions the profiler calls are looked up in a dlopen'ed
+// copy when profiling starts — from profile_start(), or for
+// SPANMAP_CONF=prof:true from the library's constructor (start_from_conf),
+// never from inside malloc, where the loader may hold its lock and dlopen
+// would allocate. RTLD_LOCAL: libunwind also defines the C++ exception ABI
+// and backtrace(), which must not take over the program's.
+struct unwinder_functions {
+    int (*backtrace)(void**, int);
+    int (*getcontext)(unw_context_t*);
+    int (*init_local)(unw_cursor_t*, unw_context_t*);
+};
+constinit unwinder_functions unw{};
+std::atomic<bool> unw_loaded{false};  // release: unw is filled in
+pthread_mutex_t unw_load_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define SPANMAP_UNW_NAME2(x) #x
+#define SPANMAP_UNW_NAME(x) SPANMAP_UNW_NAME2(x)  // the symbol a libunwind macro expands to
+
+bool load_unwinder() noexcept {
+    if (unw_loaded.load(std::memory_order_acquire)) return true;
+    pthread_mutex_lock(&unw_load_lock);
+    if (!unw_loaded.load(std::memory_order_relaxed)) {
+        if (void* h = ::dlopen(SPANMAP_LIBUNWIND_SONAME, RTLD_NOW | RTLD_LOCAL)) {
+            unw.backtrace = reinterpret_cast<int (*)(void**, int)>(::dlsym(h, SPANMAP_UNW_NAME(unw_backtrace)));
+            unw.getcontext = reinterpret_cast<int (*)(unw_context_t*)>(::dlsym(h, SPANMAP_UNW_NAME(unw_tdep_getcontext)));
+            unw.init_local = reinterpret_cast<int (*)(unw_cursor_t*, unw_context_t*)>(
+                ::dlsym(h, SPANMAP_UNW_NAME(unw_init_local)));
+            if (unw.backtrace != nullptr && unw.getcontext != nullptr && unw.init_local != nullptr)
+                unw_loaded.store(true, std::memory_order_release);
+            else
+                ::dlclose(h);
+        }
+    }
+    pthread_mutex_unlock(&unw_load_lock);
+    return unw_loaded.load(std::memory_order_acquire);
+}
+#else
+bool load_unwinder() noexcept { return true; }  // linked in, or absent (have_unwinder())
+#endif
+
 // The return addresses of the calling stack, innermost first. (Without
 // libunwind profiling never starts and nothing calls this.)
 __attribute__((always_inline)) inline int capture_stack(void** out, int max) noexcept {
@@ -375,6 +424,8 @@ __attribute__((always_inline)) inline int capture_stack(void** out, int max) noe
     (void)out;
     (void)max;
     return 0;
+#elif defined(SPANMAP_UNWIND_DLOPEN)
+    return unw.backtrace(out, max);
 #elif defined(__SANITIZE_THREAD__)
     // unw_backtrace keeps a per-thread cache that frees itself in the last
     // round of thread-specific-data destructors, through a mutex that
@@ -455,7 +506,11 @@ SPANMAP_ALLOC_TEXT __attribute__((noinline)) void record_sample(mcache* mc, void
 // orders it before every use. unw_init_local does it without touching the
 // loader's tables, so this is safe under init_lock (SPANMAP_CONF's start).
 void warm_up_unwinder() noexcept {
-#ifdef SPANMAP_HAVE_LIBUNWIND
+#if defined(SPANMAP_UNWIND_DLOPEN)
+    unw_context_t uc;
+    unw_cursor_t cursor;
+    if (unw.getcontext(&uc) == 0) unw.init_local(&cursor, &uc);
+#elif defined(SPANMAP_HAVE_LIBUNWIND)
     unw_context_t uc;
     unw_cursor_t cursor;
     if (unw_getcontext(&uc) == 0) unw_init_local(&cursor, &uc);
@@ -674,8 +729,35 @@ void profile_init_from_conf() noexcept {
         write_stderr("spanmap: SPANMAP_CONF: prof:true, but spanmap was built without libunwind: no profile\n");
         return;
     }
+#ifdef SPANMAP_UNWIND_DLOPEN
+    // Possibly inside the first malloc: start_from_conf opens libunwind and starts.
+    if (!unw_loaded.load(std::memory_order_acquire)) return;
+#endif
     set_running(true, conf.prof_rate);
 }
+
+#ifdef SPANMAP_UNWIND_DLOPEN
+namespace {
+// SPANMAP_CONF=prof:true in the malloc replacement: profiling starts once the
+// library's constructor has opened libunwind, before the program's own
+// constructors and main; the loader's allocations before it go unsampled.
+__attribute__((constructor)) void start_from_conf() {
+    // A process that has not allocated yet is left uninitialised unless it
+    // may ask for profiling: preloading must not cost /bin/true a heap.
+    if (g.init_state.load(std::memory_order_acquire) != 2) {
+        const char* text = ::secure_getenv("SPANMAP_CONF");
+        if (text == nullptr || std::strstr(text, "prof") == nullptr) return;
+    }
+    ensure_init();
+    if (!conf.prof || prof.on.load(std::memory_order_relaxed)) return;
+    if (load_unwinder()) {
+        set_running(true, conf.prof_rate);
+    } else {
+        write_stderr("spanmap: SPANMAP_CONF: prof:true, but " SPANMAP_LIBUNWIND_SONAME " cannot be opened: no profile\n");
+    }
+}
+}  // namespace
+#endif
 
 SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* profile_small(mcache* mc, void* p, unsigned c) noexcept {
     if (at_sample_point(mc->prof, sc::class_size[c])) record_sample(mc, p, span_of(reinterpret_cast<std::uintptr_t>(p)), sc::class_size[c]);
@@ -777,6 +859,10 @@ bool profile_start(std::size_t rate) noexcept {
         return false;
     }
     detail::ensure_init();
+    if (!detail::load_unwinder()) {
+        errno = ENOSYS;
+        return false;
+    }
     detail::set_running(true, rate);
     return true;
 }
