@@ -7,7 +7,8 @@
 
 namespace spanmap::detail {
 
-constinit std::atomic<heap_arena*> arena_map[arena_map_entries];
+constinit const arena_leaf empty_arena_leaf{};
+constinit std::atomic<std::uintptr_t> arena_root[arena_root_entries];
 
 void set_state(mspan* s, span_state to) noexcept {
     const bool ok = s->state == span_state::idle ? to != span_state::idle : to == span_state::idle;
@@ -105,35 +106,74 @@ std::uintptr_t mheap::find_run(std::size_t npages, std::size_t align_pages) cons
     return 0;
 }
 
-bool mheap::add_arena(std::uintptr_t base) noexcept {
+namespace {
+
+// Sets bits [lo, hi) of a bitmap.
+void set_bits(std::uint64_t* bits, std::uint32_t lo, std::uint32_t hi) noexcept {
+    for (std::uint32_t i = lo; i < hi;) {
+        if (i % 64 == 0 && hi - i >= 64) {
+            bits[i / 64] = ~std::uint64_t{0};
+            i += 64;
+        } else {
+            bits[i / 64] |= std::uint64_t{1} << (i % 64);
+            ++i;
+        }
+    }
+}
+
+}  // namespace
+
+void mheap::add_pages(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcept {
+    // Fresh pages hold no memory yet, so they count as released, as in Go.
+    set_bits(a->free_bits, lo, hi);
+    set_bits(a->released_bits, lo, hi);
+    a->free_pages += hi - lo;
+    a->released_pages += hi - lo;
+    a->reserved_pages = hi;
+    if ((lo >> 6) < a->search_word) a->search_word = lo >> 6;
+    bump(pages_released_, std::size_t{hi - lo});
+    bump(pages_reserved_, std::size_t{hi - lo});
+    void* start = reinterpret_cast<void*>(a->base + std::uintptr_t{lo} * page_size);
+    const std::size_t bytes = std::size_t{hi - lo} * page_size;
+    arena_advice(start, bytes);
+    // A kernel without CONFIG_ANON_VMA_NAME refuses with EINVAL; the arena
+    // works all the same, and the statistics report the refusal. errno is
+    // kept: the malloc that reserved these pages succeeds.
+    const int saved_errno = errno;
+    const bool named = os_name(start, bytes, arena_vma_name);
+    if (lo == 0) a->named = named;
+    if (!named && name_errno_.load(std::memory_order_relaxed) == 0)
+        name_errno_.store(errno != 0 ? errno : EINVAL, std::memory_order_relaxed);
+    errno = saved_errno;
+}
+
+heap_arena* mheap::add_arena(std::uintptr_t base, std::uint32_t reserved_pages) noexcept {
     const std::size_t n = narenas_.load(std::memory_order_relaxed);
-    if (n == max_arenas) return false;
+    if (n == max_arenas) return nullptr;
     if (arenas_ == nullptr) {
         arenas_ = static_cast<heap_arena**>(os_map(max_arenas * sizeof(heap_arena*)));
-        if (arenas_ == nullptr) return false;
+        if (arenas_ == nullptr) return nullptr;
         metadata_sys.fetch_add(max_arenas * sizeof(heap_arena*), std::memory_order_relaxed);
+    }
+    std::atomic<std::uintptr_t>& root = arena_root[base >> (arena_shift + arena_leaf_bits)];
+    arena_leaf* leaf;
+    if (root.load(std::memory_order_relaxed) == 0) {
+        leaf = static_cast<arena_leaf*>(os_map(sizeof(arena_leaf)));
+        if (leaf == nullptr) return nullptr;
+        metadata_sys.fetch_add(sizeof(arena_leaf), std::memory_order_relaxed);
+        root.store(reinterpret_cast<std::uintptr_t>(leaf) - reinterpret_cast<std::uintptr_t>(&empty_arena_leaf),
+                   std::memory_order_release);
+    } else {
+        leaf = reinterpret_cast<arena_leaf*>(reinterpret_cast<std::uintptr_t>(&empty_arena_leaf) +
+                                             root.load(std::memory_order_relaxed));
     }
     constexpr std::size_t meta_bytes = (sizeof(heap_arena) + 4095) & ~std::size_t{4095};
     auto* a = static_cast<heap_arena*>(os_map(meta_bytes));
-    if (a == nullptr) return false;
+    if (a == nullptr) return nullptr;
     metadata_sys.fetch_add(meta_bytes, std::memory_order_relaxed);
-    // Fresh mappings read as zero: spans[] is all null, counters are 0. Fresh
-    // pages hold no memory yet, so they count as released, as in Go.
+    // Fresh mappings read as zero: spans[] is all null, counters are 0.
     a->base = base;
-    std::memset(a->free_bits, 0xff, sizeof a->free_bits);
-    std::memset(a->released_bits, 0xff, sizeof a->released_bits);
-    a->free_pages = pages_per_arena;
-    a->released_pages = pages_per_arena;
-    bump(pages_released_, pages_per_arena);
-    arena_advice(reinterpret_cast<void*>(base), arena_bytes);
-    // A kernel without CONFIG_ANON_VMA_NAME refuses with EINVAL; the arena
-    // works all the same, and the statistics report the refusal. errno is
-    // kept: the malloc that reserved this arena succeeds.
-    const int saved_errno = errno;
-    a->named = os_name(reinterpret_cast<void*>(base), arena_bytes, arena_vma_name);
-    if (!a->named && name_errno_.load(std::memory_order_relaxed) == 0)
-        name_errno_.store(errno != 0 ? errno : EINVAL, std::memory_order_relaxed);
-    errno = saved_errno;
+    add_pages(a, 0, reserved_pages);
 
     std::size_t at = n;
     while (at > 0 && arenas_[at - 1]->base > base) {
@@ -142,29 +182,94 @@ bool mheap::add_arena(std::uintptr_t base) noexcept {
     }
     arenas_[at] = a;
     narenas_.store(n + 1, std::memory_order_relaxed);
-    arena_map[base >> arena_shift].store(a, std::memory_order_release);
-    return true;
+    leaf->arena[(base >> arena_shift) & (arena_leaf_entries - 1)].store(a, std::memory_order_release);
+    return a;
+}
+
+std::uintptr_t mheap::reserve_region(std::size_t bytes, std::size_t align) noexcept {
+    // Without over-reserving: a region of bytes + align, trimmed, would cost
+    // a whole arena of address space for a moment, which is what a program
+    // near its `ulimit -v` has not got. Candidates in order: right after the
+    // newest region (the heap stays contiguous, and runs may cross from one
+    // arena into the next); then, below wherever the kernel would put the
+    // region now (it fills the address space top-down, so the space below its
+    // choice is usually free), a few aligned addresses; then over-reserving.
+    const auto fits = [&](std::uintptr_t at) { return at != 0 && ((at + bytes - 1) >> address_bits) == 0; };
+    if (top_ != nullptr) {
+        const std::uintptr_t next = round_up(top_->base + arena_bytes, align);
+        if (fits(next) && os_map_at(reinterpret_cast<void*>(next), bytes) != nullptr) return next;
+    }
+    if (void* probe = os_map(bytes)) {
+        const auto at = reinterpret_cast<std::uintptr_t>(probe);
+        if (at % align == 0 && fits(at)) return at;
+        os_unmap(probe, bytes);
+        std::uintptr_t cand = at & ~(std::uintptr_t{align} - 1);
+        for (int i = 0; i < 8 && cand >= align; ++i, cand -= align)
+            if (fits(cand) && os_map_at(reinterpret_cast<void*>(cand), bytes) != nullptr) return cand;
+    }
+    void* region = os_map_aligned(bytes, align);
+    if (region == nullptr) return 0;
+    const auto at = reinterpret_cast<std::uintptr_t>(region);
+    if (!fits(at)) {
+        os_unmap(region, bytes);
+        return 0;
+    }
+    return at;
 }
 
 bool mheap::grow(std::size_t npages, std::size_t align_pages) noexcept {
-    const std::size_t bytes = round_up(npages * page_size, arena_bytes);
-    std::size_t align = align_pages * page_size;
-    if (align < arena_bytes) align = arena_bytes;
-    void* region = os_map_aligned(bytes, align);
-    if (region == nullptr) return false;
-    const auto base = reinterpret_cast<std::uintptr_t>(region);
-    if (((base + bytes - 1) >> address_bits) != 0) {
-        os_unmap(region, bytes);
-        return false;
-    }
-    for (std::size_t off = 0; off < bytes; off += arena_bytes) {
-        if (!add_arena(base + off)) {
-            // Arenas already registered stay (their pages are free); the rest goes back.
-            os_unmap(reinterpret_cast<void*>(base + off), bytes - off);
-            return false;
+    // Address space is reserved as the heap grows, in steps of an eighth of
+    // what it holds (at least grow_step_pages), so that a small program holds
+    // little more address space than it uses and a large one makes few mmap
+    // calls. Each step extends the newest arena in place while it has room;
+    // past its end, a new region starts at the next arena boundary.
+    const std::size_t reserved = pages_reserved_.load(std::memory_order_relaxed);
+    std::size_t step = reserved / 8 > grow_step_pages ? reserved / 8 : grow_step_pages;
+    step = round_up(step, grow_step_pages);
+    if (npages * page_size >= arena_bytes && !os_can_commit(npages * page_size)) return false;
+
+    if (heap_arena* a = top_; a != nullptr && a->reserved_pages < pages_per_arena && align_pages <= pages_per_arena) {
+        // The new pages continue the free run at the arena's reserved end, if any.
+        std::uint32_t tail = a->reserved_pages;
+        while (tail > 0 && (a->free_bits[(tail - 1) / 64] >> ((tail - 1) % 64) & 1)) --tail;
+        const std::uintptr_t first = a->base >> page_shift;
+        const std::uintptr_t start = round_up(first + tail, align_pages) - first;
+        const std::uintptr_t need = start + npages;
+        if (need <= pages_per_arena) {
+            for (std::uintptr_t want : {std::uintptr_t{a->reserved_pages} + step, need}) {
+                if (want < need) want = need;
+                if (want > pages_per_arena) want = pages_per_arena;
+                if (os_map_at(reinterpret_cast<void*>(a->base + std::uintptr_t{a->reserved_pages} * page_size),
+                              (want - a->reserved_pages) * page_size) != nullptr) {
+                    add_pages(a, a->reserved_pages, static_cast<std::uint32_t>(want));
+                    return true;
+                }
+            }
         }
     }
-    return true;
+
+    std::size_t align = align_pages * page_size;
+    if (align < arena_bytes) align = arena_bytes;
+    // A fresh region: the request rounded up to a step, or just the request
+    // when the OS has no more than that.
+    for (std::size_t want : {round_up(npages, step), npages}) {
+        if (want < npages) continue;
+        const std::size_t bytes = want * page_size;
+        const std::uintptr_t base = reserve_region(bytes, align);
+        if (base == 0) continue;
+        for (std::size_t off = 0; off < bytes; off += arena_bytes) {
+            const std::size_t left = (bytes - off) / page_size;
+            heap_arena* a = add_arena(base + off, static_cast<std::uint32_t>(left < pages_per_arena ? left : pages_per_arena));
+            if (a == nullptr) {
+                // Arenas already registered stay (their pages are free); the rest goes back.
+                os_unmap(reinterpret_cast<void*>(base + off), bytes - off);
+                return false;
+            }
+            top_ = a;
+        }
+        return true;
+    }
+    return false;
 }
 
 namespace {

@@ -1,7 +1,7 @@
 // mheap: the page heap. See <spanmap/alloc.h> for the overview.
 //
-// Owns every arena (64 MiB of address space reserved with mmap, aligned to its
-// size), the page map that takes an address to its span, and every page: a
+// Owns every arena (64 MiB of address space, aligned to its size, reserved
+// with mmap a step at a time as the heap grows: see grow()), the page map that takes an address to its span, and every page: a
 // page is either in exactly one span or free, and a free page is only a set
 // bit in its arena's bitmap — free runs need no span objects and coalesce by
 // themselves when a neighbour's bits are set.
@@ -70,6 +70,8 @@ public:
 
     // Counters, written under the lock, read racily by statistics.
     std::size_t arenas() const noexcept { return narenas_.load(std::memory_order_relaxed); }
+    // Pages of address space the arenas have reserved (mapped) so far.
+    std::size_t pages_reserved() const noexcept { return pages_reserved_.load(std::memory_order_relaxed); }
     std::size_t pages_in_use() const noexcept { return pages_in_use_.load(std::memory_order_relaxed); }
     std::size_t small_spans() const noexcept { return small_spans_.load(std::memory_order_relaxed); }
     std::size_t large_spans() const noexcept { return large_spans_.load(std::memory_order_relaxed); }
@@ -96,7 +98,11 @@ public:
 private:
     std::uintptr_t find_run(std::size_t npages, std::size_t align_pages) const noexcept;
     bool grow(std::size_t npages, std::size_t align_pages) noexcept;
-    bool add_arena(std::uintptr_t base) noexcept;
+    heap_arena* add_arena(std::uintptr_t base, std::uint32_t reserved_pages) noexcept;
+    // Pages [lo, hi) of arena a, just mapped, become free pages.
+    void add_pages(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcept;
+    // `bytes` of fresh address space at a multiple of `align`, or 0.
+    std::uintptr_t reserve_region(std::size_t bytes, std::size_t align) noexcept;
     // Pages [first, first + n) (global page numbers) handed to s, or back to free
     // when s is null. Returns whether any of them was handed out before.
     bool assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept;
@@ -105,7 +111,9 @@ private:
     mutex lock_;
     span_pool pool_;
     heap_arena** arenas_ = nullptr;  // sorted by address
+    heap_arena* top_ = nullptr;      // the newest arena: the heap grows from its reserved end
     std::atomic<std::size_t> narenas_{0};
+    std::atomic<std::size_t> pages_reserved_{0};
     std::atomic<std::size_t> pages_in_use_{0};
     std::atomic<std::size_t> small_spans_{0};
     std::atomic<std::size_t> large_spans_{0};
@@ -121,6 +129,8 @@ private:
 };
 
 inline constexpr std::size_t max_arenas = std::size_t{1} << 16;  // 4 TiB of heap
+// The least address space the heap reserves at a time: 4 MiB.
+inline constexpr std::size_t grow_step_pages = 512;
 // Every arena's name in /proc/self/maps ("[anon:spanmap: heap]").
 inline constexpr char arena_vma_name[] = "spanmap: heap";
 
