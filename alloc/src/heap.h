@@ -107,6 +107,9 @@ private:
     // when s is null. Returns whether any of them was handed out before.
     bool assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept;
     bool pages_free(std::uintptr_t first, std::size_t n) const noexcept;
+    // The page map's entries for pages [lo, hi) of a, just cleared, given back
+    // to the OS where they fill whole OS pages.
+    static void release_page_map(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcept;
 
     mutex lock_;
     span_pool pool_;
