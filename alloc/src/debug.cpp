@@ -33,6 +33,7 @@ bool check_arenas(report& r, std::size_t& pages_in_spans) {
     pages_in_spans = 0;
     std::size_t released_total = 0;
     std::size_t reserved_total = 0;
+    std::size_t inflight_total = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const heap_arena* a = arenas[i];
         if (i > 0 && arenas[i - 1]->base >= a->base) return r.fail("arena list not sorted at %zu", i);
@@ -52,6 +53,8 @@ bool check_arenas(report& r, std::size_t& pages_in_spans) {
             return r.fail("arena %p: released_pages %u, bitmap says %zu", (void*)a->base, a->released_pages, released);
         released_total += released;
         reserved_total += a->reserved_pages;
+        for (std::size_t w = 0; w < arena_bitmap_words; ++w)
+            inflight_total += static_cast<std::size_t>(__builtin_popcountll(a->inflight_bits[w]));
         for (std::size_t pg = 0; pg < pages_per_arena; ++pg) {
             const std::uintptr_t addr = a->base + pg * page_size;
             const mspan* s = a->spans[pg].load(std::memory_order_relaxed);
@@ -74,6 +77,8 @@ bool check_arenas(report& r, std::size_t& pages_in_spans) {
     }
     if (released_total != g.heap.pages_released())
         return r.fail("heap counts %zu pages released, the arenas %zu", g.heap.pages_released(), released_total);
+    if (inflight_total != g.heap.pages_inflight())
+        return r.fail("heap counts %zu pages being released, the arenas %zu", g.heap.pages_inflight(), inflight_total);
     if (reserved_total != g.heap.pages_reserved())
         return r.fail("heap counts %zu pages reserved, the arenas %zu", g.heap.pages_reserved(), reserved_total);
     if (pages_in_spans != g.heap.pages_in_use())

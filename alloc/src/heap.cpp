@@ -373,31 +373,86 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
 }
 
 std::size_t mheap::scavenge(std::uint32_t now, std::uint32_t min_age, std::size_t max_pages) noexcept {
-    lock_guard g(lock_);
-    std::size_t released = 0;
-    const std::size_t n = narenas_.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i < n && released < max_pages; ++i) {
-        heap_arena* a = arenas_[i];
-        if (a->free_pages == a->released_pages) continue;
-        for (std::size_t w = 0; w < arena_bitmap_words && released < max_pages; ++w) {
-            std::uint64_t todo = a->free_bits[w] & ~a->released_bits[w];
-            if (todo == 0 || now - a->freed_tick[w] < min_age) continue;
-            // Each run of free, unreleased pages in the word is one madvise.
-            a->released_bits[w] |= todo;
-            const auto count = static_cast<std::uint32_t>(__builtin_popcountll(todo));
-            a->released_pages += count;
-            released += count;
-            while (todo != 0) {
-                const auto start = static_cast<unsigned>(__builtin_ctzll(todo));
-                const std::uint64_t from_start = todo >> start;
-                const unsigned len = ~from_start == 0 ? 64 - start : static_cast<unsigned>(__builtin_ctzll(~from_start));
-                os_release(reinterpret_cast<void*>(a->base + (w * 64 + start) * page_size), std::size_t{len} * page_size);
-                todo = len + start >= 64 ? 0 : todo & ~(((std::uint64_t{1} << len) - 1) << start);
+    // Three steps, and the lock is held only for the first and the last: the
+    // madvise, which may take milliseconds on a busy machine (the kernel
+    // takes the mm's lock, zaps page tables, flushes TLBs on every core), runs
+    // with no allocator lock held, so no malloc or free ever waits for it.
+    //   1. under the lock: pick the free, unreleased, aged pages of bitmap
+    //      words, up to max_pages, and take them out of the free set into
+    //      the in-flight set, so that no allocation can hand them out while
+    //      their memory goes away;
+    //   2. without it: madvise each run of them;
+    //   3. under the lock: put them back, free and released.
+    struct word_ref {
+        heap_arena* a;
+        std::uint32_t w;
+        std::uint64_t bits;
+    };
+    word_ref picked[8];
+    std::size_t npicked = 0;
+    std::size_t count = 0;
+    {
+        lock_guard g(lock_);
+        const std::size_t n = narenas_.load(std::memory_order_relaxed);
+        for (std::size_t i = 0; i < n && count < max_pages && npicked < std::size(picked); ++i) {
+            heap_arena* a = arenas_[i];
+            if (a->free_pages == a->released_pages) continue;
+            for (std::uint32_t w = 0; w < arena_bitmap_words && count < max_pages && npicked < std::size(picked); ++w) {
+                const std::uint64_t todo = a->free_bits[w] & ~a->released_bits[w];
+                if (todo == 0 || now - a->freed_tick[w] < min_age) continue;
+                const auto k = static_cast<std::uint32_t>(__builtin_popcountll(todo));
+                a->free_bits[w] &= ~todo;
+                a->inflight_bits[w] |= todo;
+                a->free_pages -= k;
+                count += k;
+                picked[npicked++] = {a, w, todo};
             }
         }
+        bump(pages_inflight_, count);
     }
-    bump(pages_released_, released);
-    return released;
+    if (count == 0) return 0;
+    for (std::size_t i = 0; i < npicked; ++i) {
+        std::uint64_t todo = picked[i].bits;
+        const std::uintptr_t word_base = picked[i].a->base + std::uintptr_t{picked[i].w} * 64 * page_size;
+        while (todo != 0) {
+            // Each run of pages in the word is one madvise.
+            const auto start = static_cast<unsigned>(__builtin_ctzll(todo));
+            const std::uint64_t from_start = todo >> start;
+            const unsigned len = ~from_start == 0 ? 64 - start : static_cast<unsigned>(__builtin_ctzll(~from_start));
+            os_release(reinterpret_cast<void*>(word_base + std::uintptr_t{start} * page_size), std::size_t{len} * page_size);
+            todo = len + start >= 64 ? 0 : todo & ~(((std::uint64_t{1} << len) - 1) << start);
+        }
+    }
+    lock_guard g(lock_);
+    for (std::size_t i = 0; i < npicked; ++i) land(picked[i].a, picked[i].w, picked[i].bits, true);
+    bump(pages_inflight_, -count);
+    return count;
+}
+
+void mheap::land(heap_arena* a, std::uint32_t w, std::uint64_t bits, bool released) noexcept {
+    const auto k = static_cast<std::uint32_t>(__builtin_popcountll(bits));
+    a->inflight_bits[w] &= ~bits;
+    a->free_bits[w] |= bits;
+    a->free_pages += k;
+    if (released) {
+        a->released_bits[w] |= bits;
+        a->released_pages += k;
+        bump(pages_released_, std::size_t{k});
+    }
+    if (w < a->search_word) a->search_word = w;
+}
+
+void mheap::after_fork_child() noexcept {
+    // A scavenger that was between steps 1 and 3 (see scavenge) has no thread
+    // in the child: its pages come back free, and not known to be released
+    // (the madvise may or may not have run), so they count as dirty.
+    lock_guard g(lock_);
+    if (pages_inflight_.load(std::memory_order_relaxed) == 0) return;
+    const std::size_t n = narenas_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < n; ++i)
+        for (std::uint32_t w = 0; w < arena_bitmap_words; ++w)
+            if (arenas_[i]->inflight_bits[w] != 0) land(arenas_[i], w, arenas_[i]->inflight_bits[w], false);
+    pages_inflight_.store(0, std::memory_order_relaxed);
 }
 
 bool mheap::pages_free(std::uintptr_t first, std::size_t n) const noexcept {

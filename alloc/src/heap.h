@@ -60,8 +60,13 @@ public:
 
     // Gives free pages back to the OS (see scavenge.h): those of words whose
     // last free happened at least min_age ticks before `now`, at most about
-    // max_pages of them in this one hold of the lock. Returns the pages released.
+    // max_pages of them (whole bitmap words) in one call, with the lock
+    // dropped across the madvise. Returns the pages released.
     std::size_t scavenge(std::uint32_t now, std::uint32_t min_age, std::size_t max_pages) noexcept;
+    // Pages being released right now, outside the lock (see scavenge).
+    std::size_t pages_inflight() const noexcept { return pages_inflight_.load(std::memory_order_relaxed); }
+    // In a fork child: pages a scavenger of the parent had in flight come back.
+    void after_fork_child() noexcept;
     // The scavenger's clock; frees stamp their words with it.
     void set_tick(std::uint32_t t) noexcept { tick_.store(t, std::memory_order_relaxed); }
     std::uint32_t tick() const noexcept { return tick_.load(std::memory_order_relaxed); }
@@ -107,6 +112,9 @@ private:
     // when s is null. Returns whether any of them was handed out before.
     bool assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept;
     bool pages_free(std::uintptr_t first, std::size_t n) const noexcept;
+    // The in-flight pages `bits` of word w of a, back in the free set (and
+    // the released set when their madvise ran).
+    void land(heap_arena* a, std::uint32_t w, std::uint64_t bits, bool released) noexcept;
     // The page map's entries for pages [lo, hi) of a, just cleared, given back
     // to the OS where they fill whole OS pages.
     static void release_page_map(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcept;
@@ -126,6 +134,7 @@ private:
     std::atomic<std::uint64_t> large_bytes_alloc_{0};
     std::atomic<std::uint64_t> large_bytes_freed_{0};
     std::atomic<std::size_t> pages_released_{0};
+    std::atomic<std::size_t> pages_inflight_{0};
     std::atomic<std::size_t> pages_ever_freed_{0};
     std::atomic<std::uint32_t> tick_{0};
     std::atomic<int> name_errno_{0};

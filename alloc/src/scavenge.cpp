@@ -22,7 +22,7 @@ namespace {
 // loader's early allocations, where starting a thread would be unwise.
 constexpr std::size_t start_after_pages = 128;  // 1 MiB
 constexpr std::uint32_t ticks_per_decay = 4;
-constexpr std::size_t pages_per_lock_hold = 64;  // one bitmap word
+constexpr std::size_t pages_per_call = 512;  // 4 MiB: one madvise call stays well under a millisecond
 
 // How memory is scavenged in this process.
 enum : int {
@@ -49,7 +49,7 @@ std::uint64_t now_ns() {
 void tick_and_scavenge() {
     const std::uint32_t now = g.heap.tick() + 1;
     g.heap.set_tick(now);
-    while (g.heap.scavenge(now, ticks_per_decay, pages_per_lock_hold) != 0) {
+    while (g.heap.scavenge(now, ticks_per_decay, pages_per_call) != 0) {
     }
 }
 
@@ -126,6 +126,7 @@ void maybe_start_scavenger() noexcept {
 }
 
 void scavenger_after_fork_child() noexcept {
+    g.heap.after_fork_child();
     scavenger_state.store(inline_only, std::memory_order_relaxed);
     next_inline_tick_ns.store(0, std::memory_order_relaxed);
 }
@@ -135,7 +136,7 @@ std::size_t release_free_memory() noexcept {
     flush_thread_cache();
     for (unsigned c = 1; c < num_classes; ++c) g.central[c].release_empty_spans();
     std::size_t pages = 0;
-    for (std::size_t n; (n = g.heap.scavenge(g.heap.tick(), 0, pages_per_lock_hold)) != 0;) pages += n;
+    for (std::size_t n; (n = g.heap.scavenge(g.heap.tick(), 0, pages_per_call)) != 0;) pages += n;
     return pages * page_size;
 }
 

@@ -21,8 +21,11 @@
 // caches are theirs alone (they are read without locks), so what they hold
 // stays until they exit or refill; they are bounded (see cache.h).
 //
-// The scavenger holds mheap's lock for one bitmap word's madvise at a time,
-// so an allocation waits at most that long. After fork the child has no
+// The scavenger never holds a lock across an madvise: it takes the pages it
+// is about to release out of the free set (in flight, so nobody allocates
+// them meanwhile), drops mheap's lock, madvises, and takes the lock again to
+// mark them free and released — a bounded chunk (pages_per_call) at a time.
+// So an allocation never waits for the kernel on the scavenger's behalf. After fork the child has no
 // scavenger thread and starts none; its allocation slow paths keep the same
 // clock instead and release what has aged, so a busy child shrinks too (an
 // idle one keeps what it has until it allocates again).
