@@ -221,6 +221,24 @@ std::uintptr_t mheap::reserve_region(std::size_t bytes, std::size_t align) noexc
 }
 
 bool mheap::grow(std::size_t npages, std::size_t align_pages) noexcept {
+    // As Go's mheap.grow: the heap releases as many free pages as it grows
+    // by, so that a program whose heap keeps growing (a map doubling its
+    // bucket array, each old array freed as the next comes) does not also
+    // keep every earlier, freed generation resident until the decay passes.
+    // Go does it inline; here the scavenger thread is asked to, so that this
+    // allocation (an insert, say) does not wait for the madvise calls.
+    const std::size_t before = pages_reserved_.load(std::memory_order_relaxed);
+    const std::size_t free_now = before - pages_in_use_.load(std::memory_order_relaxed) -
+                                 pages_inflight_.load(std::memory_order_relaxed);
+    const std::size_t released = pages_released_.load(std::memory_order_relaxed);
+    if (!reserve(npages, align_pages)) return false;
+    const std::size_t grown = pages_reserved_.load(std::memory_order_relaxed) - before;
+    const std::size_t unreleased = free_now > released ? free_now - released : 0;
+    if (unreleased != 0) scavenge_after_growth(grown < unreleased ? grown : unreleased);
+    return true;
+}
+
+bool mheap::reserve(std::size_t npages, std::size_t align_pages) noexcept {
     // Address space is reserved as the heap grows, in steps of an eighth of
     // what it holds (at least grow_step_pages), so that a small program holds
     // little more address space than it uses and a large one makes few mmap

@@ -103,6 +103,7 @@ public:
 private:
     std::uintptr_t find_run(std::size_t npages, std::size_t align_pages) const noexcept;
     bool grow(std::size_t npages, std::size_t align_pages) noexcept;
+    bool reserve(std::size_t npages, std::size_t align_pages) noexcept;
     heap_arena* add_arena(std::uintptr_t base, std::uint32_t reserved_pages) noexcept;
     // Pages [lo, hi) of arena a, just mapped, become free pages.
     void add_pages(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcept;

@@ -11,6 +11,12 @@
 // keeping a time per page. The thread runs on time, not on allocation
 // activity, so an idle process shrinks too (jemalloc#1940).
 //
+// The heap's growth is the other cue: when it reserves more address space
+// while it holds free pages not yet released, it asks the thread to release as
+// many pages as it grew by, at once and whatever their age, as Go's mheap.grow
+// does; the thread is woken for it, and the allocation that grew the heap
+// does not wait.
+//
 // Released pages stay in the heap's free bitmap and are reused first-fit like
 // any free page, before new address space is reserved; with MADV_DONTNEED
 // they are known to read as zero, so calloc and allocate_zeroed skip clearing
@@ -49,6 +55,10 @@ void maybe_start_scavenger() noexcept;
 // a threaded process may call only async-signal-safe functions, and
 // ThreadSanitizer refuses): its allocation slow paths scavenge instead.
 void scavenger_after_fork_child() noexcept;
+// The heap grew by `pages` while holding at least that many free, unreleased
+// pages: the scavenger releases that many soon, whatever their age (see
+// mheap::grow). Never waits; may be called under mheap's lock.
+void scavenge_after_growth(std::size_t pages) noexcept;
 // Everything free, back to the OS now; returns the bytes released.
 std::size_t release_free_memory() noexcept;
 
