@@ -11,7 +11,17 @@
 namespace spanmap::detail {
 
 constinit const arena_leaf empty_arena_leaf{};
-constinit std::atomic<std::uintptr_t> arena_root[arena_root_entries];
+constinit const arena_leaf* arena_root[arena_root_entries] = {
+#define SPANMAP_E1 &empty_arena_leaf,
+#define SPANMAP_E8 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1
+#define SPANMAP_E64 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8
+    SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64
+    SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64
+#undef SPANMAP_E64
+#undef SPANMAP_E8
+#undef SPANMAP_E1
+};
+static_assert(arena_root_entries == 16 * 64, "arena_root's initialiser spells out every entry");
 
 void set_state(mspan* s, span_state to) noexcept {
     const bool ok = s->state == span_state::idle ? to != span_state::idle : to == span_state::idle;
@@ -158,17 +168,13 @@ heap_arena* mheap::add_arena(std::uintptr_t base, std::uint32_t reserved_pages) 
         if (arenas_ == nullptr) return nullptr;
         metadata_sys.fetch_add(max_arenas * sizeof(heap_arena*), std::memory_order_relaxed);
     }
-    std::atomic<std::uintptr_t>& root = arena_root[base >> (arena_shift + arena_leaf_bits)];
-    arena_leaf* leaf;
-    if (root.load(std::memory_order_relaxed) == 0) {
+    std::atomic_ref<const arena_leaf*> root(arena_root[base >> (arena_shift + arena_leaf_bits)]);
+    auto* leaf = const_cast<arena_leaf*>(root.load(std::memory_order_relaxed));
+    if (leaf == &empty_arena_leaf) {
         leaf = static_cast<arena_leaf*>(os_map(sizeof(arena_leaf)));
         if (leaf == nullptr) return nullptr;
         metadata_sys.fetch_add(sizeof(arena_leaf), std::memory_order_relaxed);
-        root.store(reinterpret_cast<std::uintptr_t>(leaf) - reinterpret_cast<std::uintptr_t>(&empty_arena_leaf),
-                   std::memory_order_release);
-    } else {
-        leaf = reinterpret_cast<arena_leaf*>(reinterpret_cast<std::uintptr_t>(&empty_arena_leaf) +
-                                             root.load(std::memory_order_relaxed));
+        root.store(leaf, std::memory_order_release);
     }
     constexpr std::size_t meta_bytes = (sizeof(heap_arena) + 4095) & ~std::size_t{4095};
     auto* a = static_cast<heap_arena*>(os_map(meta_bytes));

@@ -317,10 +317,10 @@ struct heap_arena {
 // that preloads the library. The root is 8 KiB of .bss; each leaf (32 KiB,
 // 256 GiB of address space) is mapped when its first arena arrives.
 //
-// The root holds each leaf's offset from an all-null leaf, so that the
-// zero-filled root means "no arena anywhere" and a lookup takes no branch for
-// a missing leaf: shift, load, add, load. That is one load more than a flat
-// index, on a line that every free touches and so stays in cache.
+// A root entry without a leaf points at one shared all-null leaf, so that a
+// lookup takes no branch for a missing leaf: shift, load, mask, load. That is
+// one load more than a flat index, on a line that every free touches and so
+// stays in cache.
 inline constexpr std::size_t arena_leaf_bits = 12;
 inline constexpr std::size_t arena_leaf_entries = std::size_t{1} << arena_leaf_bits;
 inline constexpr std::size_t arena_root_entries = std::size_t{1} << (address_bits - arena_shift - arena_leaf_bits);
@@ -332,14 +332,14 @@ struct arena_leaf {
 };
 extern const arena_leaf empty_arena_leaf;
 // Written under mheap's lock (a leaf is published before any of its arenas),
-// read without it.
-extern std::atomic<std::uintptr_t> arena_root[arena_root_entries];
+// read without it, through atomic_ref: the array is initialised at compile
+// time, every entry pointing at empty_arena_leaf.
+extern const arena_leaf* arena_root[arena_root_entries];
 
 inline heap_arena* arena_of(std::uintptr_t addr) noexcept {
     const std::uintptr_t i = addr >> arena_shift;
     if (i >= arena_root_entries * arena_leaf_entries) return nullptr;
-    const auto* leaf = reinterpret_cast<const arena_leaf*>(reinterpret_cast<std::uintptr_t>(&empty_arena_leaf) +
-                                                           arena_root[i >> arena_leaf_bits].load(std::memory_order_acquire));
+    const arena_leaf* leaf = std::atomic_ref<const arena_leaf*>(arena_root[i >> arena_leaf_bits]).load(std::memory_order_acquire);
     return leaf->arena[i & (arena_leaf_entries - 1)].load(std::memory_order_acquire);
 }
 
