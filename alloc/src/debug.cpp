@@ -32,6 +32,8 @@ bool check_arenas(report& r, std::size_t& pages_in_spans) {
     const std::size_t n = g.heap.arenas();
     pages_in_spans = 0;
     std::size_t released_total = 0;
+    std::size_t reserved_total = 0;
+    std::size_t inflight_total = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const heap_arena* a = arenas[i];
         if (i > 0 && arenas[i - 1]->base >= a->base) return r.fail("arena list not sorted at %zu", i);
@@ -50,11 +52,19 @@ bool check_arenas(report& r, std::size_t& pages_in_spans) {
         if (released != a->released_pages)
             return r.fail("arena %p: released_pages %u, bitmap says %zu", (void*)a->base, a->released_pages, released);
         released_total += released;
+        reserved_total += a->reserved_pages;
+        for (std::size_t w = 0; w < arena_bitmap_words; ++w)
+            inflight_total += static_cast<std::size_t>(__builtin_popcountll(a->inflight_bits[w]));
         for (std::size_t pg = 0; pg < pages_per_arena; ++pg) {
             const std::uintptr_t addr = a->base + pg * page_size;
             const mspan* s = a->spans[pg].load(std::memory_order_relaxed);
             const bool is_free = (a->free_bits[pg / 64] >> (pg % 64)) & 1;
-            if (is_free != (s == nullptr)) return r.fail("page %p: free bit and span entry disagree", (void*)addr);
+            const bool inflight = (a->inflight_bits[pg / 64] >> (pg % 64)) & 1;
+            if (pg >= a->reserved_pages && (is_free || inflight || s != nullptr))
+                return r.fail("page %p: past the arena's reserved pages but not empty", (void*)addr);
+            if (inflight && (is_free || s != nullptr)) return r.fail("page %p: being released but free or in a span", (void*)addr);
+            if (is_free != (s == nullptr) && pg < a->reserved_pages && !inflight)
+                return r.fail("page %p: free bit and span entry disagree", (void*)addr);
             const unsigned cls = a->page_class[pg].load(std::memory_order_relaxed);
             if (cls != (s != nullptr ? s->size_class : 0u))
                 return r.fail("page %p: page_class %u, its span's class %u", (void*)addr, cls, s != nullptr ? s->size_class : 0u);
@@ -67,6 +77,10 @@ bool check_arenas(report& r, std::size_t& pages_in_spans) {
     }
     if (released_total != g.heap.pages_released())
         return r.fail("heap counts %zu pages released, the arenas %zu", g.heap.pages_released(), released_total);
+    if (inflight_total != g.heap.pages_inflight())
+        return r.fail("heap counts %zu pages being released, the arenas %zu", g.heap.pages_inflight(), inflight_total);
+    if (reserved_total != g.heap.pages_reserved())
+        return r.fail("heap counts %zu pages reserved, the arenas %zu", g.heap.pages_reserved(), reserved_total);
     if (pages_in_spans != g.heap.pages_in_use())
         return r.fail("heap counts %zu pages in use, the page map %zu", g.heap.pages_in_use(), pages_in_spans);
     return true;
@@ -207,7 +221,7 @@ heap_info read_heap_info() noexcept {
     heap_info info{};
     info.arenas = g.heap.arenas();
     info.pages_in_use = g.heap.pages_in_use();
-    info.pages_free = info.arenas * pages_per_arena - info.pages_in_use;
+    info.pages_free = g.heap.pages_reserved() - info.pages_in_use;
     info.small_spans = g.heap.small_spans();
     // The heap counts the large cache's parked spans as its own.
     const std::size_t large = g.heap.large_spans();

@@ -2,12 +2,26 @@
 
 #include "scavenge.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
 namespace spanmap::detail {
 
-constinit std::atomic<heap_arena*> arena_map[arena_map_entries];
+constinit const arena_leaf empty_arena_leaf{};
+constinit const arena_leaf* arena_root[arena_root_entries] = {
+#define SPANMAP_E1 &empty_arena_leaf,
+#define SPANMAP_E8 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1
+#define SPANMAP_E64 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8
+    SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64
+    SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64
+#undef SPANMAP_E64
+#undef SPANMAP_E8
+#undef SPANMAP_E1
+};
+static_assert(arena_root_entries == 16 * 64, "arena_root's initialiser spells out every entry");
 
 void set_state(mspan* s, span_state to) noexcept {
     const bool ok = s->state == span_state::idle ? to != span_state::idle : to == span_state::idle;
@@ -105,35 +119,70 @@ std::uintptr_t mheap::find_run(std::size_t npages, std::size_t align_pages) cons
     return 0;
 }
 
-bool mheap::add_arena(std::uintptr_t base) noexcept {
+namespace {
+
+// Sets bits [lo, hi) of a bitmap.
+void set_bits(std::uint64_t* bits, std::uint32_t lo, std::uint32_t hi) noexcept {
+    for (std::uint32_t i = lo; i < hi;) {
+        if (i % 64 == 0 && hi - i >= 64) {
+            bits[i / 64] = ~std::uint64_t{0};
+            i += 64;
+        } else {
+            bits[i / 64] |= std::uint64_t{1} << (i % 64);
+            ++i;
+        }
+    }
+}
+
+}  // namespace
+
+void mheap::add_pages(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcept {
+    // Fresh pages hold no memory yet, so they count as released, as in Go.
+    set_bits(a->free_bits, lo, hi);
+    set_bits(a->released_bits, lo, hi);
+    a->free_pages += hi - lo;
+    a->released_pages += hi - lo;
+    a->reserved_pages = hi;
+    if ((lo >> 6) < a->search_word) a->search_word = lo >> 6;
+    bump(pages_released_, std::size_t{hi - lo});
+    bump(pages_reserved_, std::size_t{hi - lo});
+    void* start = reinterpret_cast<void*>(a->base + std::uintptr_t{lo} * page_size);
+    const std::size_t bytes = std::size_t{hi - lo} * page_size;
+    arena_advice(start, bytes);
+    // A kernel without CONFIG_ANON_VMA_NAME refuses with EINVAL; the arena
+    // works all the same, and the statistics report the refusal. errno is
+    // kept: the malloc that reserved these pages succeeds.
+    const int saved_errno = errno;
+    const bool named = os_name(start, bytes, arena_vma_name);
+    if (lo == 0) a->named = named;
+    if (!named && name_errno_.load(std::memory_order_relaxed) == 0)
+        name_errno_.store(errno != 0 ? errno : EINVAL, std::memory_order_relaxed);
+    errno = saved_errno;
+}
+
+heap_arena* mheap::add_arena(std::uintptr_t base, std::uint32_t reserved_pages) noexcept {
     const std::size_t n = narenas_.load(std::memory_order_relaxed);
-    if (n == max_arenas) return false;
+    if (n == max_arenas) return nullptr;
     if (arenas_ == nullptr) {
         arenas_ = static_cast<heap_arena**>(os_map(max_arenas * sizeof(heap_arena*)));
-        if (arenas_ == nullptr) return false;
+        if (arenas_ == nullptr) return nullptr;
         metadata_sys.fetch_add(max_arenas * sizeof(heap_arena*), std::memory_order_relaxed);
+    }
+    std::atomic_ref<const arena_leaf*> root(arena_root[base >> (arena_shift + arena_leaf_bits)]);
+    auto* leaf = const_cast<arena_leaf*>(root.load(std::memory_order_relaxed));
+    if (leaf == &empty_arena_leaf) {
+        leaf = static_cast<arena_leaf*>(os_map(sizeof(arena_leaf)));
+        if (leaf == nullptr) return nullptr;
+        metadata_sys.fetch_add(sizeof(arena_leaf), std::memory_order_relaxed);
+        root.store(leaf, std::memory_order_release);
     }
     constexpr std::size_t meta_bytes = (sizeof(heap_arena) + 4095) & ~std::size_t{4095};
     auto* a = static_cast<heap_arena*>(os_map(meta_bytes));
-    if (a == nullptr) return false;
+    if (a == nullptr) return nullptr;
     metadata_sys.fetch_add(meta_bytes, std::memory_order_relaxed);
-    // Fresh mappings read as zero: spans[] is all null, counters are 0. Fresh
-    // pages hold no memory yet, so they count as released, as in Go.
+    // Fresh mappings read as zero: spans[] is all null, counters are 0.
     a->base = base;
-    std::memset(a->free_bits, 0xff, sizeof a->free_bits);
-    std::memset(a->released_bits, 0xff, sizeof a->released_bits);
-    a->free_pages = pages_per_arena;
-    a->released_pages = pages_per_arena;
-    bump(pages_released_, pages_per_arena);
-    arena_advice(reinterpret_cast<void*>(base), arena_bytes);
-    // A kernel without CONFIG_ANON_VMA_NAME refuses with EINVAL; the arena
-    // works all the same, and the statistics report the refusal. errno is
-    // kept: the malloc that reserved this arena succeeds.
-    const int saved_errno = errno;
-    a->named = os_name(reinterpret_cast<void*>(base), arena_bytes, arena_vma_name);
-    if (!a->named && name_errno_.load(std::memory_order_relaxed) == 0)
-        name_errno_.store(errno != 0 ? errno : EINVAL, std::memory_order_relaxed);
-    errno = saved_errno;
+    add_pages(a, 0, reserved_pages);
 
     std::size_t at = n;
     while (at > 0 && arenas_[at - 1]->base > base) {
@@ -142,29 +191,112 @@ bool mheap::add_arena(std::uintptr_t base) noexcept {
     }
     arenas_[at] = a;
     narenas_.store(n + 1, std::memory_order_relaxed);
-    arena_map[base >> arena_shift].store(a, std::memory_order_release);
-    return true;
+    leaf->arena[(base >> arena_shift) & (arena_leaf_entries - 1)].store(a, std::memory_order_release);
+    return a;
+}
+
+std::uintptr_t mheap::reserve_region(std::size_t bytes, std::size_t align) noexcept {
+    // Without over-reserving: a region of bytes + align, trimmed, would cost
+    // a whole arena of address space for a moment, which is what a program
+    // near its `ulimit -v` has not got. Candidates in order: right after the
+    // newest region (the heap stays contiguous, and runs may cross from one
+    // arena into the next); then, below wherever the kernel would put the
+    // region now (it fills the address space top-down, so the space below its
+    // choice is usually free), a few aligned addresses; then over-reserving.
+    const auto fits = [&](std::uintptr_t at) { return at != 0 && ((at + bytes - 1) >> address_bits) == 0; };
+    if (top_ != nullptr) {
+        const std::uintptr_t next = round_up(top_->base + arena_bytes, align);
+        if (fits(next) && os_map_at(reinterpret_cast<void*>(next), bytes) != nullptr) return next;
+    }
+    if (void* probe = os_map(bytes)) {
+        const auto at = reinterpret_cast<std::uintptr_t>(probe);
+        if (at % align == 0 && fits(at)) return at;
+        os_unmap(probe, bytes);
+        std::uintptr_t cand = at & ~(std::uintptr_t{align} - 1);
+        for (int i = 0; i < 8 && cand >= align; ++i, cand -= align)
+            if (fits(cand) && os_map_at(reinterpret_cast<void*>(cand), bytes) != nullptr) return cand;
+    }
+    void* region = os_map_aligned(bytes, align);
+    if (region == nullptr) return 0;
+    const auto at = reinterpret_cast<std::uintptr_t>(region);
+    if (!fits(at)) {
+        os_unmap(region, bytes);
+        return 0;
+    }
+    return at;
 }
 
 bool mheap::grow(std::size_t npages, std::size_t align_pages) noexcept {
-    const std::size_t bytes = round_up(npages * page_size, arena_bytes);
-    std::size_t align = align_pages * page_size;
-    if (align < arena_bytes) align = arena_bytes;
-    void* region = os_map_aligned(bytes, align);
-    if (region == nullptr) return false;
-    const auto base = reinterpret_cast<std::uintptr_t>(region);
-    if (((base + bytes - 1) >> address_bits) != 0) {
-        os_unmap(region, bytes);
-        return false;
-    }
-    for (std::size_t off = 0; off < bytes; off += arena_bytes) {
-        if (!add_arena(base + off)) {
-            // Arenas already registered stay (their pages are free); the rest goes back.
-            os_unmap(reinterpret_cast<void*>(base + off), bytes - off);
-            return false;
+    // As Go's mheap.grow: the heap releases as many free pages as it grows
+    // by, so that a program whose heap keeps growing (a map doubling its
+    // bucket array, each old array freed as the next comes) does not also
+    // keep every earlier, freed generation resident until the decay passes.
+    // Go does it inline; here the scavenger thread is asked to, so that this
+    // allocation (an insert, say) does not wait for the madvise calls.
+    const std::size_t before = pages_reserved_.load(std::memory_order_relaxed);
+    const std::size_t free_now = before - pages_in_use_.load(std::memory_order_relaxed) -
+                                 pages_inflight_.load(std::memory_order_relaxed);
+    const std::size_t released = pages_released_.load(std::memory_order_relaxed);
+    if (!reserve(npages, align_pages)) return false;
+    const std::size_t grown = pages_reserved_.load(std::memory_order_relaxed) - before;
+    const std::size_t unreleased = free_now > released ? free_now - released : 0;
+    if (unreleased != 0) scavenge_after_growth(grown < unreleased ? grown : unreleased);
+    return true;
+}
+
+bool mheap::reserve(std::size_t npages, std::size_t align_pages) noexcept {
+    // Address space is reserved as the heap grows, in steps of an eighth of
+    // what it holds (at least grow_step_pages), so that a small program holds
+    // little more address space than it uses and a large one makes few mmap
+    // calls. Each step extends the newest arena in place while it has room;
+    // past its end, a new region starts at the next arena boundary.
+    const std::size_t reserved = pages_reserved_.load(std::memory_order_relaxed);
+    std::size_t step = reserved / 8 > grow_step_pages ? reserved / 8 : grow_step_pages;
+    step = round_up(step, grow_step_pages);
+    if (npages * page_size >= arena_bytes && !os_can_commit(npages * page_size)) return false;
+
+    if (heap_arena* a = top_; a != nullptr && a->reserved_pages < pages_per_arena && align_pages <= pages_per_arena) {
+        // The new pages continue the free run at the arena's reserved end, if any.
+        std::uint32_t tail = a->reserved_pages;
+        while (tail > 0 && (a->free_bits[(tail - 1) / 64] >> ((tail - 1) % 64) & 1)) --tail;
+        const std::uintptr_t first = a->base >> page_shift;
+        const std::uintptr_t start = round_up(first + tail, align_pages) - first;
+        const std::uintptr_t need = start + npages;
+        if (need <= pages_per_arena) {
+            for (std::uintptr_t want : {std::uintptr_t{a->reserved_pages} + step, need}) {
+                if (want < need) want = need;
+                if (want > pages_per_arena) want = pages_per_arena;
+                if (os_map_at(reinterpret_cast<void*>(a->base + std::uintptr_t{a->reserved_pages} * page_size),
+                              (want - a->reserved_pages) * page_size) != nullptr) {
+                    add_pages(a, a->reserved_pages, static_cast<std::uint32_t>(want));
+                    return true;
+                }
+            }
         }
     }
-    return true;
+
+    std::size_t align = align_pages * page_size;
+    if (align < arena_bytes) align = arena_bytes;
+    // A fresh region: the request rounded up to a step, or just the request
+    // when the OS has no more than that.
+    for (std::size_t want : {round_up(npages, step), npages}) {
+        if (want < npages) continue;
+        const std::size_t bytes = want * page_size;
+        const std::uintptr_t base = reserve_region(bytes, align);
+        if (base == 0) continue;
+        for (std::size_t off = 0; off < bytes; off += arena_bytes) {
+            const std::size_t left = (bytes - off) / page_size;
+            heap_arena* a = add_arena(base + off, static_cast<std::uint32_t>(left < pages_per_arena ? left : pages_per_arena));
+            if (a == nullptr) {
+                // Arenas already registered stay (their pages are free); the rest goes back.
+                os_unmap(reinterpret_cast<void*>(base + off), bytes - off);
+                return false;
+            }
+            top_ = a;
+        }
+        return true;
+    }
+    return false;
 }
 
 namespace {
@@ -173,6 +305,33 @@ constexpr std::uint64_t bits_below(std::uint32_t n) noexcept {
     return n >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << n) - 1;
 }
 }  // namespace
+
+namespace {
+
+// The OS pages wholly inside [from, to), zero again, back to the OS: their
+// page-map entries read as null and class 0 after madvise(MADV_DONTNEED), as
+// they do now. The page map costs 9 bytes per heap page, so a freed giant
+// object would otherwise keep 0.1% of its size resident for nothing.
+void release_zeroed(const void* from, const void* to) noexcept {
+    const auto os_page = static_cast<std::uintptr_t>(::getpagesize());
+    const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(from) + os_page - 1) & ~(os_page - 1);
+    const std::uintptr_t hi = reinterpret_cast<std::uintptr_t>(to) & ~(os_page - 1);
+    if (hi > lo) {
+        const int saved = errno;
+        ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+        errno = saved;
+    }
+}
+
+}  // namespace
+
+void mheap::release_page_map(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcept {
+    // Only for runs long enough to cover a whole (4 KiB) OS page of class
+    // bytes, 32 MiB: smaller frees would pay a syscall for nothing.
+    if (hi - lo < 4096) return;
+    release_zeroed(&a->spans[lo], &a->spans[hi]);
+    release_zeroed(&a->page_class[lo], &a->page_class[hi]);
+}
 
 bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
     // A page is known to be zero if the heap never handed it out, or if its
@@ -221,6 +380,7 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
                 a->freed_tick[w] = now;
             }
         }
+        if (s == nullptr) release_page_map(a, lo, hi);
         if (s != nullptr) {
             a->free_pages -= hi - lo;
             if (hi > a->zeroed_base) a->zeroed_base = hi;
@@ -237,31 +397,86 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
 }
 
 std::size_t mheap::scavenge(std::uint32_t now, std::uint32_t min_age, std::size_t max_pages) noexcept {
-    lock_guard g(lock_);
-    std::size_t released = 0;
-    const std::size_t n = narenas_.load(std::memory_order_relaxed);
-    for (std::size_t i = 0; i < n && released < max_pages; ++i) {
-        heap_arena* a = arenas_[i];
-        if (a->free_pages == a->released_pages) continue;
-        for (std::size_t w = 0; w < arena_bitmap_words && released < max_pages; ++w) {
-            std::uint64_t todo = a->free_bits[w] & ~a->released_bits[w];
-            if (todo == 0 || now - a->freed_tick[w] < min_age) continue;
-            // Each run of free, unreleased pages in the word is one madvise.
-            a->released_bits[w] |= todo;
-            const auto count = static_cast<std::uint32_t>(__builtin_popcountll(todo));
-            a->released_pages += count;
-            released += count;
-            while (todo != 0) {
-                const auto start = static_cast<unsigned>(__builtin_ctzll(todo));
-                const std::uint64_t from_start = todo >> start;
-                const unsigned len = ~from_start == 0 ? 64 - start : static_cast<unsigned>(__builtin_ctzll(~from_start));
-                os_release(reinterpret_cast<void*>(a->base + (w * 64 + start) * page_size), std::size_t{len} * page_size);
-                todo = len + start >= 64 ? 0 : todo & ~(((std::uint64_t{1} << len) - 1) << start);
+    // Three steps, and the lock is held only for the first and the last: the
+    // madvise, which may take milliseconds on a busy machine (the kernel
+    // takes the mm's lock, zaps page tables, flushes TLBs on every core), runs
+    // with no allocator lock held, so no malloc or free ever waits for it.
+    //   1. under the lock: pick the free, unreleased, aged pages of bitmap
+    //      words, up to max_pages, and take them out of the free set into
+    //      the in-flight set, so that no allocation can hand them out while
+    //      their memory goes away;
+    //   2. without it: madvise each run of them;
+    //   3. under the lock: put them back, free and released.
+    struct word_ref {
+        heap_arena* a;
+        std::uint32_t w;
+        std::uint64_t bits;
+    };
+    word_ref picked[8];
+    std::size_t npicked = 0;
+    std::size_t count = 0;
+    {
+        lock_guard g(lock_);
+        const std::size_t n = narenas_.load(std::memory_order_relaxed);
+        for (std::size_t i = 0; i < n && count < max_pages && npicked < std::size(picked); ++i) {
+            heap_arena* a = arenas_[i];
+            if (a->free_pages == a->released_pages) continue;
+            for (std::uint32_t w = 0; w < arena_bitmap_words && count < max_pages && npicked < std::size(picked); ++w) {
+                const std::uint64_t todo = a->free_bits[w] & ~a->released_bits[w];
+                if (todo == 0 || now - a->freed_tick[w] < min_age) continue;
+                const auto k = static_cast<std::uint32_t>(__builtin_popcountll(todo));
+                a->free_bits[w] &= ~todo;
+                a->inflight_bits[w] |= todo;
+                a->free_pages -= k;
+                count += k;
+                picked[npicked++] = {a, w, todo};
             }
         }
+        bump(pages_inflight_, count);
     }
-    bump(pages_released_, released);
-    return released;
+    if (count == 0) return 0;
+    for (std::size_t i = 0; i < npicked; ++i) {
+        std::uint64_t todo = picked[i].bits;
+        const std::uintptr_t word_base = picked[i].a->base + std::uintptr_t{picked[i].w} * 64 * page_size;
+        while (todo != 0) {
+            // Each run of pages in the word is one madvise.
+            const auto start = static_cast<unsigned>(__builtin_ctzll(todo));
+            const std::uint64_t from_start = todo >> start;
+            const unsigned len = ~from_start == 0 ? 64 - start : static_cast<unsigned>(__builtin_ctzll(~from_start));
+            os_release(reinterpret_cast<void*>(word_base + std::uintptr_t{start} * page_size), std::size_t{len} * page_size);
+            todo = len + start >= 64 ? 0 : todo & ~(((std::uint64_t{1} << len) - 1) << start);
+        }
+    }
+    lock_guard g(lock_);
+    for (std::size_t i = 0; i < npicked; ++i) land(picked[i].a, picked[i].w, picked[i].bits, true);
+    bump(pages_inflight_, -count);
+    return count;
+}
+
+void mheap::land(heap_arena* a, std::uint32_t w, std::uint64_t bits, bool released) noexcept {
+    const auto k = static_cast<std::uint32_t>(__builtin_popcountll(bits));
+    a->inflight_bits[w] &= ~bits;
+    a->free_bits[w] |= bits;
+    a->free_pages += k;
+    if (released) {
+        a->released_bits[w] |= bits;
+        a->released_pages += k;
+        bump(pages_released_, std::size_t{k});
+    }
+    if (w < a->search_word) a->search_word = w;
+}
+
+void mheap::after_fork_child() noexcept {
+    // A scavenger that was between steps 1 and 3 (see scavenge) has no thread
+    // in the child: its pages come back free, and not known to be released
+    // (the madvise may or may not have run), so they count as dirty.
+    lock_guard g(lock_);
+    if (pages_inflight_.load(std::memory_order_relaxed) == 0) return;
+    const std::size_t n = narenas_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i < n; ++i)
+        for (std::uint32_t w = 0; w < arena_bitmap_words; ++w)
+            if (arenas_[i]->inflight_bits[w] != 0) land(arenas_[i], w, arenas_[i]->inflight_bits[w], false);
+    pages_inflight_.store(0, std::memory_order_relaxed);
 }
 
 bool mheap::pages_free(std::uintptr_t first, std::size_t n) const noexcept {

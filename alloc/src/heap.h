@@ -1,7 +1,7 @@
 // mheap: the page heap. See <spanmap/alloc.h> for the overview.
 //
-// Owns every arena (64 MiB of address space reserved with mmap, aligned to its
-// size), the page map that takes an address to its span, and every page: a
+// Owns every arena (64 MiB of address space, aligned to its size, reserved
+// with mmap a step at a time as the heap grows: see grow()), the page map that takes an address to its span, and every page: a
 // page is either in exactly one span or free, and a free page is only a set
 // bit in its arena's bitmap — free runs need no span objects and coalesce by
 // themselves when a neighbour's bits are set.
@@ -60,8 +60,13 @@ public:
 
     // Gives free pages back to the OS (see scavenge.h): those of words whose
     // last free happened at least min_age ticks before `now`, at most about
-    // max_pages of them in this one hold of the lock. Returns the pages released.
+    // max_pages of them (whole bitmap words) in one call, with the lock
+    // dropped across the madvise. Returns the pages released.
     std::size_t scavenge(std::uint32_t now, std::uint32_t min_age, std::size_t max_pages) noexcept;
+    // Pages being released right now, outside the lock (see scavenge).
+    std::size_t pages_inflight() const noexcept { return pages_inflight_.load(std::memory_order_relaxed); }
+    // In a fork child: pages a scavenger of the parent had in flight come back.
+    void after_fork_child() noexcept;
     // The scavenger's clock; frees stamp their words with it.
     void set_tick(std::uint32_t t) noexcept { tick_.store(t, std::memory_order_relaxed); }
     std::uint32_t tick() const noexcept { return tick_.load(std::memory_order_relaxed); }
@@ -70,6 +75,8 @@ public:
 
     // Counters, written under the lock, read racily by statistics.
     std::size_t arenas() const noexcept { return narenas_.load(std::memory_order_relaxed); }
+    // Pages of address space the arenas have reserved (mapped) so far.
+    std::size_t pages_reserved() const noexcept { return pages_reserved_.load(std::memory_order_relaxed); }
     std::size_t pages_in_use() const noexcept { return pages_in_use_.load(std::memory_order_relaxed); }
     std::size_t small_spans() const noexcept { return small_spans_.load(std::memory_order_relaxed); }
     std::size_t large_spans() const noexcept { return large_spans_.load(std::memory_order_relaxed); }
@@ -96,16 +103,29 @@ public:
 private:
     std::uintptr_t find_run(std::size_t npages, std::size_t align_pages) const noexcept;
     bool grow(std::size_t npages, std::size_t align_pages) noexcept;
-    bool add_arena(std::uintptr_t base) noexcept;
+    bool reserve(std::size_t npages, std::size_t align_pages) noexcept;
+    heap_arena* add_arena(std::uintptr_t base, std::uint32_t reserved_pages) noexcept;
+    // Pages [lo, hi) of arena a, just mapped, become free pages.
+    void add_pages(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcept;
+    // `bytes` of fresh address space at a multiple of `align`, or 0.
+    std::uintptr_t reserve_region(std::size_t bytes, std::size_t align) noexcept;
     // Pages [first, first + n) (global page numbers) handed to s, or back to free
     // when s is null. Returns whether any of them was handed out before.
     bool assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept;
     bool pages_free(std::uintptr_t first, std::size_t n) const noexcept;
+    // The in-flight pages `bits` of word w of a, back in the free set (and
+    // the released set when their madvise ran).
+    void land(heap_arena* a, std::uint32_t w, std::uint64_t bits, bool released) noexcept;
+    // The page map's entries for pages [lo, hi) of a, just cleared, given back
+    // to the OS where they fill whole OS pages.
+    static void release_page_map(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcept;
 
     mutex lock_;
     span_pool pool_;
     heap_arena** arenas_ = nullptr;  // sorted by address
+    heap_arena* top_ = nullptr;      // the newest arena: the heap grows from its reserved end
     std::atomic<std::size_t> narenas_{0};
+    std::atomic<std::size_t> pages_reserved_{0};
     std::atomic<std::size_t> pages_in_use_{0};
     std::atomic<std::size_t> small_spans_{0};
     std::atomic<std::size_t> large_spans_{0};
@@ -115,12 +135,15 @@ private:
     std::atomic<std::uint64_t> large_bytes_alloc_{0};
     std::atomic<std::uint64_t> large_bytes_freed_{0};
     std::atomic<std::size_t> pages_released_{0};
+    std::atomic<std::size_t> pages_inflight_{0};
     std::atomic<std::size_t> pages_ever_freed_{0};
     std::atomic<std::uint32_t> tick_{0};
     std::atomic<int> name_errno_{0};
 };
 
 inline constexpr std::size_t max_arenas = std::size_t{1} << 16;  // 4 TiB of heap
+// The least address space the heap reserves at a time: 4 MiB.
+inline constexpr std::size_t grow_step_pages = 512;
 // Every arena's name in /proc/self/maps ("[anon:spanmap: heap]").
 inline constexpr char arena_vma_name[] = "spanmap: heap";
 

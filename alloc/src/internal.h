@@ -23,7 +23,6 @@ inline constexpr std::size_t arena_bitmap_words = pages_per_arena / 64;
 // User-space addresses on x86-64 and arm64 fit 48 bits (the kernel hands out
 // higher ones only when asked with a hint); the page map covers exactly that.
 inline constexpr std::size_t address_bits = 48;
-inline constexpr std::size_t arena_map_entries = std::size_t{1} << (address_bits - arena_shift);
 inline constexpr std::size_t num_classes = sc::num_classes;
 inline constexpr std::size_t max_small_size = sc::max_small_size;
 // Larger requests fail at once: no page count may overflow its 32 bits, and
@@ -90,6 +89,15 @@ void write_stderr(const char* s) noexcept;
 
 // Anonymous read-write mapping, not charged against overcommit until touched.
 void* os_map(std::size_t bytes) noexcept;
+// The same, exactly at p, or nullptr when anything is mapped there already
+// (MAP_FIXED_NOREPLACE; a kernel older than 4.17 takes it as a hint, and a
+// mapping elsewhere is given back).
+void* os_map_at(void* p, std::size_t bytes) noexcept;
+// Whether the kernel would back `bytes` more of private memory, by its
+// overcommit policy: the heuristic's bound (RAM + swap) under policy 0, the
+// commit limit left under policy 2; under policy 1 anything the address
+// space holds.
+bool os_can_commit(std::size_t bytes) noexcept;
 void os_unmap(void* p, std::size_t bytes) noexcept;
 // `bytes` of address space starting at a multiple of `align` (a power of two
 // and a multiple of the OS page), or nullptr.
@@ -296,18 +304,48 @@ struct heap_arena {
     std::uint32_t released_pages;                 // popcount(released_bits)
     std::uint32_t search_word;                    // no free page below this word
     std::uint32_t zeroed_base;                    // pages from here on were never handed out
+    // Pages [0, reserved_pages) are mapped; the rest of the arena's 64 MiB is
+    // not ours yet (reserved as the heap grows, see mheap::grow), and its
+    // pages are neither free nor in a span.
+    std::uint32_t reserved_pages;
+    // 1 = a page the scavenger is giving back right now, outside the lock:
+    // neither free (so no allocation takes it while madvise runs) nor in a
+    // span. Disjoint from free_bits; empty whenever nobody scavenges.
+    std::uint64_t inflight_bits[arena_bitmap_words];
     bool named;                                   // prctl naming took
 };
 
-// Arena index -> arena; the first of two loads that take any address to its
-// span in O(1). 32 MiB of .bss that the kernel backs with memory only where
-// arenas exist.
-extern std::atomic<heap_arena*> arena_map[arena_map_entries];
+// Arena index -> arena: two levels, as Go's arenaL1/arenaL2 where the address
+// space is too large for one flat array. A flat index of 2^22 pointers would
+// be 32 MiB of .bss: the kernel backs only what is touched, but every byte of
+// it counts against the address space (VmSize, `ulimit -v`) of every program
+// that preloads the library. The root is 8 KiB of .bss; each leaf (32 KiB,
+// 256 GiB of address space) is mapped when its first arena arrives.
+//
+// A root entry without a leaf points at one shared all-null leaf, so that a
+// lookup takes no branch for a missing leaf: shift, load, mask, load. That is
+// one load more than a flat index, on a line that every free touches and so
+// stays in cache.
+inline constexpr std::size_t arena_leaf_bits = 12;
+inline constexpr std::size_t arena_leaf_entries = std::size_t{1} << arena_leaf_bits;
+inline constexpr std::size_t arena_root_entries = std::size_t{1} << (address_bits - arena_shift - arena_leaf_bits);
+static_assert(arena_root_entries * arena_leaf_entries == std::size_t{1} << (address_bits - arena_shift),
+              "root and leaves together cover every arena of the address space");
+
+struct arena_leaf {
+    std::atomic<heap_arena*> arena[arena_leaf_entries];
+};
+extern const arena_leaf empty_arena_leaf;
+// Written under mheap's lock (a leaf is published before any of its arenas),
+// read without it, through atomic_ref: the array is initialised at compile
+// time, every entry pointing at empty_arena_leaf.
+extern const arena_leaf* arena_root[arena_root_entries];
 
 inline heap_arena* arena_of(std::uintptr_t addr) noexcept {
     const std::uintptr_t i = addr >> arena_shift;
-    if (i >= arena_map_entries) return nullptr;
-    return arena_map[i].load(std::memory_order_acquire);
+    if (i >= arena_root_entries * arena_leaf_entries) return nullptr;
+    const arena_leaf* leaf = std::atomic_ref<const arena_leaf*>(arena_root[i >> arena_leaf_bits]).load(std::memory_order_acquire);
+    return leaf->arena[i & (arena_leaf_entries - 1)].load(std::memory_order_acquire);
 }
 
 // The span holding addr, or nullptr when no span of ours does.

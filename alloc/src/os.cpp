@@ -8,6 +8,8 @@
 #include <linux/futex.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,6 +17,9 @@
 #include <cstring>
 #include <ctime>
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
 #ifndef PR_SET_VMA
 #define PR_SET_VMA 0x53564d41
 #define PR_SET_VMA_ANON_NAME 0
@@ -109,6 +114,76 @@ void* os_map(std::size_t bytes) noexcept {
 }
 
 void os_unmap(void* p, std::size_t bytes) noexcept { ::munmap(p, bytes); }
+
+void* os_map_at(void* want, std::size_t bytes) noexcept {
+    void* p = ::mmap(want, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
+                     -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    if (p != want) {
+        ::munmap(p, bytes);
+        return nullptr;
+    }
+    return p;
+}
+
+namespace {
+
+// The unsigned number after `key` in the text, or 0.
+std::uint64_t number_after(const char* text, const char* key) noexcept {
+    const char* at = std::strstr(text, key);
+    if (at == nullptr) return 0;
+    at += std::strlen(key);
+    while (*at == ' ' || *at == '\t' || *at == ':') ++at;
+    std::uint64_t v = 0;
+    while (*at >= '0' && *at <= '9') v = v * 10 + static_cast<std::uint64_t>(*at++ - '0');
+    return v;
+}
+
+// A small file of /proc into buf (NUL-terminated), without stdio: no malloc.
+bool read_small_file(const char* path, char* buf, std::size_t len) noexcept {
+    const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    std::size_t got = 0;
+    while (got + 1 < len) {
+        const ssize_t n = ::read(fd, buf + got, len - 1 - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    buf[got] = '\0';
+    return got > 0;
+}
+
+}  // namespace
+
+bool os_can_commit(std::size_t bytes) noexcept {
+    // Our mappings are MAP_NORESERVE, so the kernel never refuses them by its
+    // overcommit policy (but under policy 2, which ignores the flag); a page
+    // it cannot back would kill the process when first touched instead. So
+    // the heap applies the policy itself, once per new reservation.
+    const int saved = errno;
+    char buf[4096];
+    int policy = 0;
+    if (read_small_file("/proc/sys/vm/overcommit_memory", buf, sizeof buf)) policy = buf[0] - '0';
+    bool ok = true;
+    if (policy == 0) {
+        // The kernel's heuristic (__vm_enough_memory): one request may not
+        // exceed RAM plus swap.
+        struct sysinfo si{};
+        if (::sysinfo(&si) == 0) {
+            const std::uint64_t unit = si.mem_unit != 0 ? si.mem_unit : 1;
+            const std::uint64_t total = (std::uint64_t{si.totalram} + si.totalswap) * unit;
+            ok = bytes <= total;
+        }
+    } else if (policy == 2 && read_small_file("/proc/meminfo", buf, sizeof buf)) {
+        const std::uint64_t limit = number_after(buf, "CommitLimit") << 10;
+        const std::uint64_t committed = number_after(buf, "Committed_AS") << 10;
+        ok = limit == 0 || (committed <= limit && bytes <= limit - committed);
+    }
+    errno = saved;
+    return ok;
+}
 
 void* os_map_aligned(std::size_t bytes, std::size_t align) noexcept {
     // Over-reserve by the alignment, then give back the unaligned head and the

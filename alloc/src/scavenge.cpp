@@ -5,7 +5,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <ctime>
@@ -22,7 +25,7 @@ namespace {
 // loader's early allocations, where starting a thread would be unwise.
 constexpr std::size_t start_after_pages = 128;  // 1 MiB
 constexpr std::uint32_t ticks_per_decay = 4;
-constexpr std::size_t pages_per_lock_hold = 64;  // one bitmap word
+constexpr std::size_t pages_per_call = 512;  // 4 MiB: one madvise call stays well under a millisecond
 
 // How memory is scavenged in this process.
 enum : int {
@@ -33,6 +36,9 @@ enum : int {
                       // paths scavenge instead, on the same clock
 };
 std::atomic<int> scavenger_state{not_started};
+// Pages the heap's growth asked to release (scavenge_after_growth); the
+// thread sleeps on this word, so a request wakes it.
+std::atomic<std::uint32_t> growth_debt{0};
 std::atomic<std::uint64_t> next_inline_tick_ns{0};
 
 std::uint64_t tick_ms() {
@@ -50,11 +56,26 @@ void tick_and_scavenge() {
     const std::uint32_t now = g.heap.tick() + 1;
     g.heap.set_tick(now);
     large_cache_trim(now, ticks_per_decay);
-    while (g.heap.scavenge(now, ticks_per_decay, pages_per_lock_hold) != 0) {
+    while (g.heap.scavenge(now, ticks_per_decay, pages_per_call) != 0) {
+    }
+}
+
+// Releases what the heap's growth asked for, oldest tick or not.
+void pay_growth_debt() {
+    std::uint32_t debt = growth_debt.exchange(0, std::memory_order_relaxed);
+    while (debt != 0) {
+        const std::size_t n = g.heap.scavenge(g.heap.tick(), 0, debt < pages_per_call ? debt : pages_per_call);
+        if (n == 0) break;
+        debt = n >= debt ? 0 : debt - static_cast<std::uint32_t>(n);
     }
 }
 
 void scavenge_inline() {
+    if (growth_debt.load(std::memory_order_relaxed) != 0) {
+        const int saved = errno;
+        pay_growth_debt();
+        errno = saved;
+    }
     std::uint64_t due = next_inline_tick_ns.load(std::memory_order_relaxed);
     const std::uint64_t now = now_ns();
     if (now < due) return;
@@ -65,16 +86,27 @@ void scavenge_inline() {
     errno = saved;
 }
 
-void sleep_ms(std::uint64_t ms) {
-    timespec ts{static_cast<time_t>(ms / 1000), static_cast<long>((ms % 1000) * 1000000)};
-    while (::nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+// Sleeps until the deadline or until the heap's growth asks for a release.
+void wait_for_work(std::uint64_t deadline_ns) {
+    for (;;) {
+        if (growth_debt.load(std::memory_order_relaxed) != 0) return;
+        const std::uint64_t now = now_ns();
+        if (now >= deadline_ns) return;
+        const std::uint64_t left = deadline_ns - now;
+        timespec ts{static_cast<time_t>(left / 1000000000u), static_cast<long>(left % 1000000000u)};
+        ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&growth_debt), FUTEX_WAIT_PRIVATE, 0, &ts, nullptr, 0);
     }
 }
 
 void* scavenger_main(void*) {
+    std::uint64_t next_tick = now_ns() + tick_ms() * 1000000u;
     for (;;) {
-        sleep_ms(tick_ms());
-        tick_and_scavenge();
+        wait_for_work(next_tick);
+        pay_growth_debt();
+        if (now_ns() >= next_tick) {
+            tick_and_scavenge();
+            next_tick = now_ns() + tick_ms() * 1000000u;
+        }
     }
     return nullptr;
 }
@@ -127,7 +159,19 @@ void maybe_start_scavenger() noexcept {
     errno = saved;
 }
 
+void scavenge_after_growth(std::size_t pages) noexcept {
+    if (!conf.scavenger || scavenger_state.load(std::memory_order_relaxed) == not_started) return;
+    const std::uint32_t add = pages > 0x7fffffffu ? 0x7fffffffu : static_cast<std::uint32_t>(pages);
+    const std::uint32_t was = growth_debt.fetch_add(add, std::memory_order_relaxed);
+    if (was == 0 && scavenger_state.load(std::memory_order_relaxed) == threaded) {
+        const int saved = errno;
+        ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&growth_debt), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+        errno = saved;
+    }
+}
+
 void scavenger_after_fork_child() noexcept {
+    g.heap.after_fork_child();
     scavenger_state.store(inline_only, std::memory_order_relaxed);
     next_inline_tick_ns.store(0, std::memory_order_relaxed);
 }
@@ -138,7 +182,7 @@ std::size_t release_free_memory() noexcept {
     for (unsigned c = 1; c < num_classes; ++c) g.central[c].release_empty_spans();
     large_cache_trim(0, 0);
     std::size_t pages = 0;
-    for (std::size_t n; (n = g.heap.scavenge(g.heap.tick(), 0, pages_per_lock_hold)) != 0;) pages += n;
+    for (std::size_t n; (n = g.heap.scavenge(g.heap.tick(), 0, pages_per_call)) != 0;) pages += n;
     return pages * page_size;
 }
 

@@ -35,6 +35,11 @@ location locate(const void* ptr) noexcept {
     r.state = object_state::not_in_heap;
     const heap_arena* a = arena_of(p);
     if (a == nullptr) return r;
+    {
+        // The arena's unreserved top is not the heap's yet.
+        lock_guard heap(g.heap.lock());
+        if (p - a->base >= std::uintptr_t{a->reserved_pages} * page_size) return r;
+    }
     r.arena = a->base;
 
     // Which class? The page map is read under the heap's lock; a small span's

@@ -50,11 +50,12 @@ std::size_t snapshot_ranges(heap_ranges& r) {
     heap_arena* const* list = g.heap.arena_list();
     for (std::size_t i = 0; i < n; ++i) {
         const std::uintptr_t base = list[i]->base;
+        const std::uintptr_t end = base + std::uintptr_t{list[i]->reserved_pages} * page_size;
         if (r.n > 0 && r.end[r.n - 1] == base) {
-            r.end[r.n - 1] = base + arena_bytes;
+            r.end[r.n - 1] = end;
         } else if (r.n < heap_ranges::max) {
             r.start[r.n] = base;
-            r.end[r.n] = base + arena_bytes;
+            r.end[r.n] = end;
             ++r.n;
         } else {
             r.truncated = true;
@@ -104,6 +105,7 @@ bool read_lines(const char* path, bool smaps, const heap_ranges& ranges, mapping
 struct arena_copy {
     std::uintptr_t base;
     bool named;
+    std::uint32_t reserved_pages;
     std::uint64_t free_bits[arena_bitmap_words];
 };
 
@@ -113,7 +115,7 @@ bool page_free(const arena_copy& a, std::size_t pg) { return (a.free_bits[pg / 6
 // may be smaller than the heap's 8 KiB page (two per page with 4 KiB) or
 // larger (an OS page counts as in use when any heap page under it is).
 void measure(const arena_copy& a, arena_mapping& m) {
-    for (std::size_t pg = 0; pg < pages_per_arena; ++pg) {
+    for (std::size_t pg = 0; pg < a.reserved_pages; ++pg) {
         if (page_free(a, pg))
             ++m.pages_idle;
         else
@@ -122,8 +124,9 @@ void measure(const arena_copy& a, arena_mapping& m) {
     const auto os_page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
     unsigned char vec[4096];
     const std::size_t step = sizeof vec * os_page;
-    for (std::size_t off = 0; off < arena_bytes; off += step) {
-        const std::size_t len = arena_bytes - off < step ? arena_bytes - off : step;
+    const std::size_t reserved = std::size_t{a.reserved_pages} * page_size;
+    for (std::size_t off = 0; off < reserved; off += step) {
+        const std::size_t len = reserved - off < step ? reserved - off : step;
         if (::mincore(reinterpret_cast<void*>(a.base + off), len, vec) != 0) return;
         for (std::size_t i = 0; i < len / os_page; ++i) {
             if (!(vec[i] & 1)) continue;
@@ -187,11 +190,12 @@ mapping_report inspect_mappings() noexcept {
                 const heap_arena* a = arena_of(base);
                 copy.base = base;
                 copy.named = a->named;
+                copy.reserved_pages = a->reserved_pages;
                 std::memcpy(copy.free_bits, a->free_bits, sizeof copy.free_bits);
             }
             arena_mapping m{};
             m.base = base;
-            m.end = base + arena_bytes;
+            m.end = base + std::uintptr_t{copy.reserved_pages} * page_size;
             m.named = copy.named;
             measure(copy, m);
             match_lines(rep, m);
@@ -206,7 +210,7 @@ mapping_report inspect_mappings() noexcept {
                 rep.truncated = true;
         }
     }
-    rep.heap_sys = std::uint64_t{rep.narenas} * arena_bytes;
+    rep.heap_sys = std::uint64_t{g.heap.pages_reserved()} * page_size;
     rep.heap_released = g.heap.pages_released() * page_size;
     rep.name_errno = g.heap.name_errno();
     rep.naming = rep.narenas == 0        ? naming_outcome::no_arenas

@@ -151,7 +151,7 @@ void text_summary(writer& w, const report_data& d) {
     summary_line(w, '=', m.heap_inuse, "heap_inuse: pages held by spans");
     summary_line(w, '+', m.heap_idle, "heap_idle: free pages in the arenas");
     w.put("MALLOC:   ------------\n");
-    std::snprintf(what, sizeof what, "heap_sys: %llu arena(s) of 64 MiB", u(m.arenas));
+    std::snprintf(what, sizeof what, "heap_sys: reserved in %llu arena(s) of 64 MiB", u(m.arenas));
     summary_line(w, '=', m.heap_sys, what);
     std::snprintf(what, sizeof what, "mspan_sys: span records (%llu bytes in use)", u(m.mspan_inuse));
     summary_line(w, '+', m.mspan_sys, what);

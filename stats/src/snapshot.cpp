@@ -75,7 +75,7 @@ void shape_from_counters(const counters& k, heap_shape& h) noexcept {
     h = heap_shape{};
     h.arenas = g.heap.arenas();
     h.pages_in_use = g.heap.pages_in_use();
-    h.pages_idle = sub_sat(h.arenas * pages_per_arena, h.pages_in_use);
+    h.pages_idle = sub_sat(g.heap.pages_reserved(), h.pages_in_use);
     {
         lock_guard lk(g.heap.lock());
         h.span_records = g.heap.spans().in_use();
@@ -103,7 +103,7 @@ void shape_from_walk(heap_shape& h) noexcept {
     h.arenas = n;
     for (std::size_t i = 0; i < n; ++i) {
         const heap_arena* a = arenas[i];
-        for (std::size_t pg = 0; pg < pages_per_arena; ++pg) {
+        for (std::size_t pg = 0; pg < a->reserved_pages; ++pg) {
             const mspan* s = a->spans[pg].load(std::memory_order_relaxed);
             if (s == nullptr) {
                 ++h.pages_idle;
@@ -158,7 +158,7 @@ void build_mem_stats(const counters& k, const heap_shape& h, mem_stats& m) noexc
     m.large_bytes = h.large_bytes;
 
     m.arenas = h.arenas;
-    m.heap_sys = h.arenas * arena_bytes;
+    m.heap_sys = (h.pages_in_use + h.pages_idle) * page_size;  // the arenas' reserved pages
     m.heap_inuse = h.pages_in_use * page_size;
     m.heap_idle = h.pages_idle * page_size;
     m.heap_released = k.pages_released * page_size;

@@ -142,12 +142,17 @@ TEST(stats_locate, PointersTheHeapDoesNotOwn) {
     std::free(from_libc);
 }
 
-// First fit fills the arena from the bottom; its last page is idle in a
-// process that has allocated little.
+// First fit fills the arena from the bottom; the last page of its first
+// reservation step (4 MiB) is idle in a process that has allocated little,
+// and the arena's unreserved top is not the heap's.
 TEST(stats_locate, IdlePageInsideAnArena) {
     void* p = spanmap::allocate(100, 8);
     const location l = spanmap::locate(p);
-    const auto* top = reinterpret_cast<const void*>(l.arena + kArena - 1);
+    const spanmap::mem_stats m = spanmap::read_mem_stats();
+    ASSERT_EQ(m.arenas, 1u);
+    ASSERT_LT(m.heap_sys, kArena);
+    EXPECT_EQ(spanmap::locate(reinterpret_cast<const void*>(l.arena + kArena - 1)).state, object_state::not_in_heap);
+    const auto* top = reinterpret_cast<const void*>(l.arena + m.heap_sys - 1);
     const location idle = spanmap::locate(top);
     EXPECT_EQ(idle.state, object_state::idle_page);
     EXPECT_EQ(idle.arena, l.arena);

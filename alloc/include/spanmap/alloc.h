@@ -8,8 +8,9 @@
 //
 // Glossary
 //   page        8 KiB, the unit the heap manages.
-//   arena       64 MiB of address space reserved from the OS with mmap and
-//               aligned to its size; the heap is a set of arenas.
+//   arena       64 MiB of address space aligned to its size, reserved from
+//               the OS with mmap a step at a time (4 MiB, or an eighth of the
+//               heap) as the heap grows; the heap is a set of arenas.
 //   mspan       a run of contiguous pages: either carved into objects of one
 //               size class (a small span) or holding one large object.
 //   size class  one of 67 object sizes from 8 B to 32 KiB (Go's table,
@@ -41,14 +42,17 @@
 //      mark, so no free object is ever without one.
 //   4. mcentral with no free object asks mheap for a span of the class's
 //      page count (mheap's lock); the heap takes the lowest-addressed free run
-//      that fits, and reserves a new arena when none does. Pages the heap has
-//      never handed out are known to be zero.
+//      that fits, and reserves more address space when none does: the next
+//      step of its newest arena, or a new arena. A request the kernel would
+//      not back (its overcommit policy: RAM + swap, or the commit limit)
+//      fails there at once. Pages the heap has never handed out are known to
+//      be zero.
 //   Large objects skip 2 and 3: a span of their own, taken whole from the
 //   large cache when a span of that page count was freed recently (up to
 //   4 MiB, 32 MiB in all; alloc/src/large.h), otherwise from mheap.
 //
 // The free path
-//   1. p -> arena (one load), then the page's size class (a byte per page
+//   1. p -> arena (two loads: a small root, then a leaf), then the page's size class (a byte per page
 //      in the arena, so the bin is two dependent loads away) and its span,
 //      whose fields only feed checks; no lock. No span: the pointer is not
 //      ours — stop the process with a message naming it. Not the start of an

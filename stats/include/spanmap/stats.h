@@ -7,7 +7,7 @@
 //   Every byte the allocator maps from the OS is counted once, in sys:
 //
 //     sys        = heap_sys + mspan_sys + mcache_sys + other_sys
-//     heap_sys   = heap_inuse + heap_idle                 (arenas × 64 MiB)
+//     heap_sys   = heap_inuse + heap_idle                 (the arenas' reserved pages)
 //     heap_inuse = alloc + cached_bytes + span_free + span_waste
 //     heap_released <= heap_idle
 //
@@ -204,7 +204,7 @@ const char* to_string(naming_outcome n) noexcept;
 // --- one pointer -------------------------------------------------------------
 
 enum class object_state : std::uint8_t {
-    not_in_heap,  // no arena of the heap holds the address
+    not_in_heap,  // no arena of the heap holds the address (or not yet: an arena's unreserved top)
     idle_page,    // inside an arena, on a page no span holds
     span_tail,    // inside a small span, past its last object
     allocated,    // the object is out with the program

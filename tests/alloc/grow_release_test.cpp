@@ -1,0 +1,70 @@
+// When the heap grows while it holds free pages that still have memory, it
+// has as many of them released at once, whatever their age (Go's mheap.grow):
+// a program whose heap keeps growing does not also keep its freed
+// generations resident for the decay period. Run with a decay period far
+// longer than the test (SPANMAP_CONF=decay_ms:600000, see CMakeLists.txt), so
+// that only the growth can have released them.
+
+#include "conf.h"
+#include "heap.h"
+#include "cache.h"
+#include "test_util.h"
+
+#include <spanmap/spanmap.h>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace spanmap::test;
+using spanmap::detail::g;
+
+// Resident bytes of [p, p + n), p page-aligned.
+std::size_t resident(const void* p, std::size_t n) {
+    const auto os_page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    std::vector<unsigned char> vec((n + os_page - 1) / os_page);
+    if (::mincore(const_cast<void*>(p), n, vec.data()) != 0) return n;
+    std::size_t r = 0;
+    for (unsigned char v : vec) r += (v & 1) * os_page;
+    return r;
+}
+
+TEST(GrowRelease, GrowthReleasesFreedPagesBeforeTheDecay) {
+    spanmap_free(spanmap_malloc(1));  // the configuration is read at start-up
+    ASSERT_GE(spanmap::detail::conf.decay_ms, 60000u) << "run with SPANMAP_CONF=decay_ms:600000";
+    // 32 MiB, touched, then freed: free pages with memory. The pin after it
+    // keeps the hole it leaves too small for the growth below.
+    constexpr std::size_t old_bytes = std::size_t{32} << 20;
+    void* old = spanmap_malloc(old_bytes);
+    ASSERT_NE(old, nullptr);
+    void* pin = spanmap_malloc(64 << 10);
+    std::memset(old, 1, old_bytes);
+    spanmap_free(old);
+    ASSERT_EQ(resident(old, old_bytes), old_bytes) << "the freed pages keep their memory until released";
+    // A small allocation's slow path starts the scavenger (over 1 MiB freed).
+    for (int i = 0; i < 1000; ++i) spanmap_free(spanmap_malloc(40000));
+    const std::size_t reserved_before = g.heap.pages_reserved();
+    // Larger than any free run: the heap must grow.
+    void* big = spanmap_malloc(std::size_t{96} << 20);
+    ASSERT_NE(big, nullptr);
+    EXPECT_GT(g.heap.pages_reserved(), reserved_before);
+    // The scavenger thread does it; give it up to 10 s on a loaded machine
+    // (the decay would take 600).
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    std::size_t left = resident(old, old_bytes);
+    while (left > old_bytes / 2 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        left = resident(old, old_bytes);
+    }
+    EXPECT_LE(left, old_bytes / 2) << "the freed block's pages stayed resident after the heap grew";
+    spanmap_free(big);
+    spanmap_free(pin);
+}
+
+}  // namespace
