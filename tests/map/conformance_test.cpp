@@ -12,6 +12,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -256,6 +257,57 @@ TYPED_TEST(Conformance, MutationThroughIterators) {
     for (const auto& [k, v] : m) EXPECT_EQ(v, this->val(7));
 }
 
+// The idioms that need *it to be a real value_type& (not a proxy).
+TYPED_TEST(Conformance, ReferencesAreValueTypeReferences) {
+    using Map = typename TestFixture::map_type;
+    using value_type = typename Map::value_type;
+    static_assert(std::is_same_v<value_type, std::pair<const typename Map::key_type, typename Map::mapped_type>>);
+    static_assert(std::is_same_v<typename Map::reference, value_type&>);
+    static_assert(std::is_same_v<typename Map::const_reference, const value_type&>);
+    static_assert(std::is_same_v<std::iter_reference_t<typename Map::iterator>, value_type&>);
+    static_assert(std::is_same_v<std::iter_reference_t<typename Map::const_iterator>, const value_type&>);
+    static_assert(std::is_base_of_v<std::forward_iterator_tag,
+                                    typename std::iterator_traits<typename Map::iterator>::iterator_category>);
+    static_assert(std::is_convertible_v<typename Map::iterator, typename Map::const_iterator>);
+
+    Map m;
+    for (int i = 0; i < 200; ++i) m[this->key(i)] = this->val(i);
+    // for (auto& [k, v] : m) and for (auto& kv : m) write through to the map.
+    for (auto& [k, v] : m) v = v + v;
+    for (auto& kv : m) kv.second = kv.second + this->val(1);
+    for (int i = 0; i < 200; ++i) EXPECT_EQ(m.at(this->key(i)), this->val(i) + this->val(i) + this->val(1));
+    // A named reference to the pair, and its address, are the slot's.
+    auto it = m.find(this->key(42));
+    value_type& r = *it;
+    value_type* address = &*it;
+    EXPECT_EQ(&r, address);
+    EXPECT_EQ(&r.second, &it->second);
+    EXPECT_EQ(&*m.find(this->key(42)), address) << "lookups do not move entries";
+    r.second = this->val(4242);
+    EXPECT_EQ(m.at(this->key(42)), this->val(4242));
+    const Map& cm = m;
+    const value_type& cr = *cm.find(this->key(42));
+    EXPECT_EQ(&cr, address);
+}
+
+TYPED_TEST(Conformance, KeysAndValuesViews) {
+    using Map = typename TestFixture::map_type;
+    Map m;
+    std::vector<typename Map::key_type> expected_keys;
+    for (int i = 0; i < 300; ++i) {
+        m[this->key(i)] = this->val(i);
+        expected_keys.push_back(this->key(i));
+    }
+    std::vector<typename Map::key_type> keys;
+    for (const auto& k : m | std::views::keys) keys.push_back(k);
+    std::sort(keys.begin(), keys.end());
+    std::sort(expected_keys.begin(), expected_keys.end());
+    EXPECT_EQ(keys, expected_keys);
+    for (auto& v : m | std::views::values) v = this->val(9);
+    for (const auto& v : std::views::values(std::as_const(m))) EXPECT_EQ(v, this->val(9));
+    EXPECT_EQ(std::ranges::distance(m | std::views::keys), 300);
+}
+
 TYPED_TEST(Conformance, CopyAndMove) {
     using Map = typename TestFixture::map_type;
     Map m;
@@ -364,6 +416,16 @@ TEST(SpanmapConformance, IteratorConcepts) {
     std::pair<const int, std::string> p = *m.find(1);
     EXPECT_EQ(p.second, "one");
     EXPECT_EQ(M::max_load_factor(), 6.5f);
+}
+
+// The README's table of bucket bytes for pair slots.
+TEST(SpanmapConformance, BucketBytesPerLayout) {
+    EXPECT_EQ((spanmap::map<std::uint64_t, std::uint64_t>().stats().bucket_bytes), 144u);
+    EXPECT_EQ((spanmap::map<std::uint64_t, std::uint8_t>().stats().bucket_bytes), 144u);
+    EXPECT_EQ((spanmap::map<std::uint32_t, std::uint64_t>().stats().bucket_bytes), 144u);
+    EXPECT_EQ((spanmap::map<std::uint8_t, std::uint64_t>().stats().bucket_bytes), 144u);
+    EXPECT_EQ((spanmap::map<std::uint32_t, std::uint32_t>().stats().bucket_bytes), 80u);
+    EXPECT_EQ((spanmap::map<std::string, std::uint64_t>().stats().bucket_bytes), 8 + 8 * (sizeof(std::string) + 8) + 8);
 }
 
 TEST(SpanmapConformance, TransparentStringLookup) {

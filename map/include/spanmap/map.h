@@ -8,22 +8,37 @@
 // bucket; the top 8 bits ("tophash") are kept in the bucket so that a probe
 // compares one byte per slot and touches a key only when the byte matches.
 // A bucket holds 8 slots; a ninth key for a bucket goes into an overflow
-// bucket chained behind it. Keys and values are kept apart, so that padding is
-// paid once per 8 slots rather than once per entry (map<uint64_t, uint8_t>
-// needs 8+64+8+8 = 88 bytes per bucket, not 8+128+8):
+// bucket chained behind it. Each slot is one std::pair<const Key, T> — the
+// map's value_type — so that *it is a real value_type& as in every standard
+// map (Go keeps the 8 keys, then the 8 values):
 //
-//   struct bucket {                  // alignas(max(alignof(key), alignof(value), alignof(bucket*)))
+//   struct bucket {                  // alignas(max(alignof(slot), alignof(bucket*)))
 //       uint8_t  tophash[8];         // top byte of each slot's hash, or a marker (below)
-//       Key      keys[8];            // Key* when the key is stored indirectly
-//       T        values[8];          // T*   when the value is stored indirectly
+//       slot     slots[8];           // std::pair<const Key, T>, or a pointer to one (indirect)
 //       bucket*  overflow;           // next bucket of this chain, or nullptr
-//   };                               // padding between the parts as alignment needs
+//   };                               // padding after tophash and inside each pair as alignment needs
 //
-// A key or value bigger than 128 bytes is stored indirectly (a pointer in the
-// slot to an object allocated separately), as in Go; so is one whose move
-// constructor may throw, because evacuation moves entries and must not fail
-// half-way. All memory — bucket arrays, overflow buckets, indirect keys and
-// values — comes from the map's Allocator, rebound with std::allocator_traits.
+// The price is the pair's own padding, paid once per slot instead of once
+// per bucket when the key and the value differ in alignment. Bucket bytes,
+// then bytes per entry of a full bucket (/ 8) and at the load factor (/ 6.5),
+// on 64-bit (the test BucketBytesPerLayout checks the pair column):
+//
+//   key, value           Go layout           pair slots
+//   u64, u64          144 B: 18.0 / 22.2   144 B: 18.0 / 22.2
+//   u64, u8            88 B: 11.0 / 13.5   144 B: 18.0 / 22.2
+//   u32, u64          112 B: 14.0 / 17.2   144 B: 18.0 / 22.2
+//   u8,  u64           88 B: 11.0 / 13.5   144 B: 18.0 / 22.2
+//   u32, u32           80 B: 10.0 / 12.3    80 B: 10.0 / 12.3
+//   string, u64       336 B: 42.0 / 51.7   336 B: 42.0 / 51.7
+//
+// (map_stats::bucket_bytes reports the figure for any instantiation.)
+//
+// A slot holds a pointer to a separately allocated pair when the key or the
+// value is bigger than 128 bytes (Go's rule, though Go puts only the big part
+// behind a pointer), or when either's move constructor may throw, because
+// evacuation moves entries and must not fail half-way. All memory — bucket
+// arrays, overflow buckets, indirect pairs — comes from the map's Allocator,
+// rebound with std::allocator_traits.
 // From B = 4 on, an array carries 2^(B-4) extra buckets that serve as the
 // first overflow buckets, and it is rounded up to what the allocator really
 // hands out (Go's roundupsize; spanmap::good_size for the arena allocator).
@@ -65,14 +80,9 @@
 //
 // ## Iterators and references
 //
-// Slots are laid out as keys[8] then values[8], so there is no
-// std::pair<const Key, T> object to refer to: *it is an entry_ref, a pair of
-// references {const Key& first; T& second;}. it->first, it->second and
-// `for (auto&& [k, v] : m)` / `for (const auto& [k, v] : m)` work as with
-// std::unordered_map; `for (auto& kv : m)` does not (a reference cannot bind to
-// the proxy). The iterators are C++20 forward iterators (iterator_concept);
-// their iterator_category is input_iterator_tag because *it is not a
-// value_type&.
+// *it is the slot's std::pair<const Key, T>&, and the iterators are forward
+// iterators, so everything written for std::unordered_map's iterators
+// (`for (auto& [k, v] : m)`, `&*it`, std::views::keys) works unchanged.
 //
 //   - Iterating a map that is not modified visits every entry once, in a fixed order.
 //   - find(), contains(), count(), at() and iteration never move entries.
@@ -128,35 +138,6 @@
 #include <utility>
 
 namespace spanmap {
-
-// *it of a map iterator: references to the key and the value of one slot.
-// K is const Key; V is T (iterator) or const T (const_iterator).
-template <class K, class V>
-struct entry_ref {
-    K& first;
-    V& second;
-
-    constexpr entry_ref(K& k, V& v) noexcept : first(k), second(v) {}
-    // iterator's reference -> const_iterator's reference
-    template <class V2>
-        requires(std::is_same_v<const V2, V> && !std::is_same_v<V2, V>)
-    constexpr entry_ref(const entry_ref<K, V2>& r) noexcept : first(r.first), second(r.second) {}
-    // Views of a value_type, so that std::common_reference (and with it the
-    // C++20 iterator concepts) relates entry_ref and std::pair<const Key, T>.
-    template <class U>
-        requires std::is_convertible_v<U&, V&>
-    constexpr entry_ref(std::pair<K, U>& p) noexcept : first(p.first), second(p.second) {}
-    template <class U>
-        requires std::is_convertible_v<const U&, V&>
-    constexpr entry_ref(const std::pair<K, U>& p) noexcept : first(p.first), second(p.second) {}
-
-    // A copy as a pair (std::pair<const Key, T>, std::pair<Key, T>, ...).
-    template <class A, class B>
-        requires(std::is_constructible_v<A, K&> && std::is_constructible_v<B, V&>)
-    constexpr operator std::pair<A, B>() const {
-        return std::pair<A, B>(first, second);
-    }
-};
 
 namespace detail {
 
@@ -296,12 +277,6 @@ consteval bool nothrow_hasher() {
     std::abort();
 }
 
-template <class Ref>
-struct arrow_proxy {
-    Ref ref;
-    Ref* operator->() noexcept { return &ref; }
-};
-
 }  // namespace detail
 
 template <class Key, class T, class Hash = spanmap::hash<Key>, class KeyEqual = std::equal_to<Key>,
@@ -316,27 +291,25 @@ public:
     using hasher = Hash;
     using key_equal = KeyEqual;
     using allocator_type = Allocator;
-    using reference = entry_ref<const Key, T>;
-    using const_reference = entry_ref<const Key, const T>;
+    using reference = value_type&;
+    using const_reference = const value_type&;
+    using pointer = typename std::allocator_traits<Allocator>::pointer;
+    using const_pointer = typename std::allocator_traits<Allocator>::const_pointer;
 
     static_assert(std::is_same_v<typename std::allocator_traits<Allocator>::value_type, value_type>,
                   "Allocator::value_type must be std::pair<const Key, T>");
 
 private:
     // --- bucket layout (see the pseudo-struct above) ---------------------------
-    static constexpr bool indirect_key = detail::stored_indirectly<Key>;
-    static constexpr bool indirect_value = detail::stored_indirectly<T>;
-    using key_slot = std::conditional_t<indirect_key, Key*, Key>;
-    using value_slot = std::conditional_t<indirect_value, T*, T>;
+    static constexpr bool indirect = detail::stored_indirectly<Key> || detail::stored_indirectly<T>;
+    using slot_type = std::conditional_t<indirect, value_type*, value_type>;
 
     struct bucket;
     struct layout {
-        static constexpr std::size_t keys = detail::round_up(detail::bucket_cnt, alignof(key_slot));
-        static constexpr std::size_t values =
-            detail::round_up(keys + detail::bucket_cnt * sizeof(key_slot), alignof(value_slot));
+        static constexpr std::size_t slots = detail::round_up(detail::bucket_cnt, alignof(slot_type));
         static constexpr std::size_t overflow =
-            detail::round_up(values + detail::bucket_cnt * sizeof(value_slot), alignof(bucket*));
-        static constexpr std::size_t align = std::max({alignof(key_slot), alignof(value_slot), alignof(bucket*)});
+            detail::round_up(slots + detail::bucket_cnt * sizeof(slot_type), alignof(bucket*));
+        static constexpr std::size_t align = std::max(alignof(slot_type), alignof(bucket*));
         static constexpr std::size_t size = detail::round_up(overflow + sizeof(bucket*), align);
     };
     struct alignas(layout::align) bucket {
@@ -414,20 +387,19 @@ public:
     template <bool Const>
     class basic_iterator {
     public:
-        using iterator_concept = std::forward_iterator_tag;
-        using iterator_category = std::input_iterator_tag;
+        using iterator_category = std::forward_iterator_tag;
         using value_type = std::pair<const Key, T>;
         using difference_type = std::ptrdiff_t;
-        using reference = entry_ref<const Key, std::conditional_t<Const, const T, T>>;
-        using pointer = detail::arrow_proxy<reference>;
+        using reference = std::conditional_t<Const, const value_type&, value_type&>;
+        using pointer = std::conditional_t<Const, const value_type*, value_type*>;
 
         basic_iterator() = default;
         template <bool C>
             requires(Const && !C)
         basic_iterator(const basic_iterator<C>& it) noexcept : m_(it.m_), p_(it.p_) {}
 
-        reference operator*() const noexcept { return reference(key_at(p_.b, p_.i), value_at(p_.b, p_.i)); }
-        pointer operator->() const noexcept { return pointer{**this}; }
+        reference operator*() const noexcept { return entry_at(p_.b, p_.i); }
+        pointer operator->() const noexcept { return &entry_at(p_.b, p_.i); }
         basic_iterator& operator++() noexcept {
             ++p_.i;
             m_->settle(p_);
@@ -480,7 +452,7 @@ public:
     map(const map& o) : map(o, alloc_traits::select_on_container_copy_construction(o.alloc_)) {}
     map(const map& o, const Allocator& alloc) : hash_(o.hash_), eq_(o.eq_), alloc_(alloc) {
         reserve_impl(o.size());
-        for (auto&& [k, v] : o) emplace_impl(k, make_from(k), make_from(v));
+        for (const value_type& kv : o) emplace_impl(kv.first, make_with(kv));
     }
     // The allocator is copied, not moved: the moved-from map stays usable and
     // still needs one (allocator copies compare equal, so ownership is fine).
@@ -620,12 +592,14 @@ public:
     template <class... Args>
     std::pair<iterator, bool> try_emplace(const Key& key, Args&&... args) {
         write_guard guard(*this);
-        return emplace_impl(key, make_from(key), make_from(std::forward<Args>(args)...));
+        return emplace_impl(key, make_with(std::piecewise_construct, std::forward_as_tuple(key),
+                                           std::forward_as_tuple(std::forward<Args>(args)...)));
     }
     template <class... Args>
     std::pair<iterator, bool> try_emplace(Key&& key, Args&&... args) {
         write_guard guard(*this);
-        return emplace_impl(key, make_from(std::move(key)), make_from(std::forward<Args>(args)...));
+        return emplace_impl(key, make_with(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
+                                           std::forward_as_tuple(std::forward<Args>(args)...)));
     }
     template <class... Args>
     iterator try_emplace(const_iterator, const Key& key, Args&&... args) {
@@ -639,13 +613,12 @@ public:
     template <class M>
     std::pair<iterator, bool> insert_or_assign(const Key& key, M&& obj) {
         write_guard guard(*this);
-        return emplace_impl(key, make_from(key), make_from(std::forward<M>(obj)),
-                            [&](T& v) { v = std::forward<M>(obj); });
+        return emplace_impl(key, make_with(key, std::forward<M>(obj)), [&](T& v) { v = std::forward<M>(obj); });
     }
     template <class M>
     std::pair<iterator, bool> insert_or_assign(Key&& key, M&& obj) {
         write_guard guard(*this);
-        return emplace_impl(key, make_from(std::move(key)), make_from(std::forward<M>(obj)),
+        return emplace_impl(key, make_with(std::move(key), std::forward<M>(obj)),
                             [&](T& v) { v = std::forward<M>(obj); });
     }
     template <class M>
@@ -661,7 +634,7 @@ public:
     // A key argument that is not a Key is first made into a temporary Key.
     template <class K, class V>
     std::pair<iterator, bool> emplace(K&& key, V&& value) {
-        return emplace_with_key(std::forward<K>(key), make_from(std::forward<V>(value)));
+        return emplace_with_key(std::forward<K>(key), std::forward_as_tuple(std::forward<V>(value)));
     }
     template <class P>
         requires requires(P&& p) {
@@ -669,19 +642,16 @@ public:
             std::forward<P>(p).second;
         }
     std::pair<iterator, bool> emplace(P&& p) {
-        return emplace_with_key(std::forward<P>(p).first, make_from(std::forward<P>(p).second));
+        return emplace_with_key(std::forward<P>(p).first, std::forward_as_tuple(std::forward<P>(p).second));
     }
     template <class... KArgs, class... VArgs>
     std::pair<iterator, bool> emplace(std::piecewise_construct_t, std::tuple<KArgs...> kargs,
                                       std::tuple<VArgs...> vargs) {
-        auto make_value = [&](T* p) {
-            std::apply([&](auto&&... a) { construct(p, std::forward<decltype(a)>(a)...); }, std::move(vargs));
-        };
         if constexpr (sizeof...(KArgs) == 1 &&
                       (std::is_same_v<std::remove_cvref_t<KArgs>, Key> && ...)) {
-            return emplace_with_key(std::get<0>(std::move(kargs)), make_value);
+            return emplace_with_key(std::get<0>(std::move(kargs)), std::move(vargs));
         } else {
-            return emplace_with_key(std::make_from_tuple<Key>(std::move(kargs)), make_value);
+            return emplace_with_key(std::make_from_tuple<Key>(std::move(kargs)), std::move(vargs));
         }
     }
     template <class... Args>
@@ -798,20 +768,16 @@ private:
     static bucket*& overflow(bucket* b) noexcept {
         return *std::launder(reinterpret_cast<bucket**>(b->raw + layout::overflow));
     }
-    static void* key_slot_at(bucket* b, unsigned i) noexcept { return b->raw + layout::keys + i * sizeof(key_slot); }
-    static void* value_slot_at(bucket* b, unsigned i) noexcept {
-        return b->raw + layout::values + i * sizeof(value_slot);
-    }
-    template <class U, class Slot>
-    static U& object_at(void* slot) noexcept {
-        if constexpr (std::is_same_v<Slot, U*>) {
-            return **std::launder(static_cast<U**>(slot));
+    static void* slot_at(bucket* b, unsigned i) noexcept { return b->raw + layout::slots + i * sizeof(slot_type); }
+    static value_type& entry_at(bucket* b, unsigned i) noexcept {
+        if constexpr (indirect) {
+            return **std::launder(static_cast<value_type**>(slot_at(b, i)));
         } else {
-            return *std::launder(static_cast<U*>(slot));
+            return *std::launder(static_cast<value_type*>(slot_at(b, i)));
         }
     }
-    static Key& key_at(bucket* b, unsigned i) noexcept { return object_at<Key, key_slot>(key_slot_at(b, i)); }
-    static T& value_at(bucket* b, unsigned i) noexcept { return object_at<T, value_slot>(value_slot_at(b, i)); }
+    static const Key& key_at(bucket* b, unsigned i) noexcept { return entry_at(b, i).first; }
+    static T& value_at(bucket* b, unsigned i) noexcept { return entry_at(b, i).second; }
 
     static bool is_live(std::uint8_t t) noexcept { return t >= detail::min_top_hash; }
     static bool evacuated(bucket* b) noexcept {
@@ -854,54 +820,62 @@ private:
         rebind<U> a(alloc_);
         rebind_traits<U>::construct(a, p, std::forward<Args>(args)...);
     }
-    // A callable that constructs a U at a given address from args (kept by reference).
+    // A callable that constructs the entry at a given address from args (kept
+    // by reference: it runs within the full expression that made it).
     template <class... Args>
-    auto make_from(Args&&... args) {
-        return [this, &args...](auto* p) { construct(p, std::forward<Args>(args)...); };
+    auto make_with(Args&&... args) {
+        return [this, &args...](value_type* p) { construct(p, std::forward<Args>(args)...); };
     }
 
-    // Builds the object for a slot: in place, or (indirect) in a separate
+    // Builds the entry of a slot: in place, or (indirect) in a separate
     // allocation whose pointer goes into the slot. On a throw nothing is left.
-    template <class U, class Slot, class Make>
-    void make_object(void* slot, Make& make) {
-        if constexpr (std::is_same_v<Slot, U*>) {
-            rebind<U> a(alloc_);
-            U* p = rebind_traits<U>::allocate(a, 1);
+    template <class Make>
+    void make_entry(void* slot, Make& make) {
+        if constexpr (indirect) {
+            rebind<value_type> a(alloc_);
+            value_type* p = rebind_traits<value_type>::allocate(a, 1);
             try {
                 make(p);
             } catch (...) {
-                rebind_traits<U>::deallocate(a, p, 1);
+                rebind_traits<value_type>::deallocate(a, p, 1);
                 throw;
             }
-            ::new (slot) U*(p);
+            ::new (slot) value_type*(p);
         } else {
-            make(static_cast<U*>(slot));
-        }
-    }
-    template <class U, class Slot>
-    void destroy_object(void* slot) noexcept {
-        rebind<U> a(alloc_);
-        if constexpr (std::is_same_v<Slot, U*>) {
-            U* p = *std::launder(static_cast<U**>(slot));
-            rebind_traits<U>::destroy(a, p);
-            rebind_traits<U>::deallocate(a, p, 1);
-        } else {
-            rebind_traits<U>::destroy(a, std::launder(static_cast<U*>(slot)));
-        }
-    }
-    template <class U, class Slot>
-    static void relocate_object(void* from, void* to) noexcept {
-        if constexpr (std::is_same_v<Slot, U*>) {
-            ::new (to) U*(*std::launder(static_cast<U**>(from)));
-        } else {
-            U* src = std::launder(static_cast<U*>(from));
-            ::new (to) U(std::move(*src));
-            std::destroy_at(src);
+            make(static_cast<value_type*>(slot));
         }
     }
     void destroy_entry(bucket* b, unsigned i) noexcept {
-        destroy_object<Key, key_slot>(key_slot_at(b, i));
-        destroy_object<T, value_slot>(value_slot_at(b, i));
+        rebind<value_type> a(alloc_);
+        value_type* p = &entry_at(b, i);
+        rebind_traits<value_type>::destroy(a, p);
+        if constexpr (indirect) rebind_traits<value_type>::deallocate(a, p, 1);
+    }
+    // Moves the entry of slot `from` to the empty slot `to` (evacuation).
+    //
+    // A slot holds a real std::pair<const Key, T>, made by the allocator's
+    // construct, so that *it, std::launder and the lifetime rules all see the
+    // object the user sees. Its key is const, and a pair's own move
+    // constructor would copy it (a string key: an allocation per entry moved,
+    // and a copy may throw). So the new pair is built from the old key cast
+    // to Key&& and the old value moved, and the old pair is destroyed right
+    // after: the key is moved from in the last moment of its lifetime, the
+    // one liberty taken — the same one std::map's node_handle::key() takes,
+    // and no liberty at all for the trivially copyable keys most maps have.
+    // The alternatives are less sound: a mutable std::pair<Key, T> handed out
+    // through a cast to std::pair<const Key, T>& (libstdc++'s node handles,
+    // Abseil's slot union) reads an object of one type through a reference to
+    // another, which no rule allows, on every access rather than on a move.
+    static void relocate_entry(void* from, void* to) noexcept {
+        if constexpr (indirect) {
+            ::new (to) value_type*(*std::launder(static_cast<value_type**>(from)));
+        } else {
+            value_type* src = std::launder(static_cast<value_type*>(from));
+            std::construct_at(static_cast<value_type*>(to), std::piecewise_construct,
+                              std::forward_as_tuple(std::move(const_cast<Key&>(src->first))),
+                              std::forward_as_tuple(std::move(src->second)));
+            std::destroy_at(src);
+        }
     }
 
     // --- bucket memory ------------------------------------------------------------------
@@ -1161,8 +1135,7 @@ private:
                     evac_dst& d = ways <= 2 ? xy[use_y] : single;
                     if (!d.b) d.b = h_.buckets + j;
                     const auto [db, di] = take_slot(d);
-                    relocate_object<Key, key_slot>(key_slot_at(b, i), key_slot_at(db, di));
-                    relocate_object<T, value_slot>(value_slot_at(b, i), value_slot_at(db, di));
+                    relocate_entry(slot_at(b, i), slot_at(db, di));
                     tophash(db)[di] = top;
                 }
             }
@@ -1254,25 +1227,17 @@ private:
         void operator()(T&) const noexcept {}
     };
 
-    // The one insert path. make_key / make_value construct the key and value
-    // at a given address; on_found(value) runs when the key is present. The
-    // caller holds the write guard.
-    template <class K, class MakeKey, class MakeValue, class OnFound = no_assign>
-    std::pair<iterator, bool> emplace_impl(const K& key, MakeKey&& make_key, MakeValue&& make_value,
-                                           OnFound&& on_found = {}) {
+    // The one insert path. make(p) constructs the entry at p; on_found(value)
+    // runs when the key is present. The caller holds the write guard.
+    template <class K, class Make, class OnFound = no_assign>
+    std::pair<iterator, bool> emplace_impl(const K& key, Make&& make, OnFound&& on_found = {}) {
         const std::uint64_t hash = hash_of(key);
         const auto [p, found] = prepare_insert(key, hash);
         if (found) {
             on_found(value_at(p.b, p.i));
             return {iterator(this, p), false};
         }
-        make_object<Key, key_slot>(key_slot_at(p.b, p.i), make_key);
-        try {
-            make_object<T, value_slot>(value_slot_at(p.b, p.i), make_value);
-        } catch (...) {
-            destroy_object<Key, key_slot>(key_slot_at(p.b, p.i));
-            throw;
-        }
+        make_entry(slot_at(p.b, p.i), make);
         tophash(p.b)[p.i] = detail::tophash_of(hash);
         ++h_.count;
         return {iterator(this, p), true};
@@ -1280,22 +1245,27 @@ private:
 
     // emplace with a key argument: a Key is used as is; anything else first
     // becomes a temporary Key (before the write starts).
-    template <class KArg, class MakeValue>
-    std::pair<iterator, bool> emplace_with_key(KArg&& karg, MakeValue&& make_value) {
+    // vargs: a tuple of the value's constructor arguments.
+    template <class KArg, class VArgs>
+    std::pair<iterator, bool> emplace_with_key(KArg&& karg, VArgs&& vargs) {
         if constexpr (std::is_same_v<std::remove_cvref_t<KArg>, Key>) {
             write_guard guard(*this);
-            return emplace_impl(karg, make_from(std::forward<KArg>(karg)), make_value);
+            return emplace_impl(karg, make_with(std::piecewise_construct, std::forward_as_tuple(std::forward<KArg>(karg)),
+                                                std::forward<VArgs>(vargs)));
         } else {
             Key key(std::forward<KArg>(karg));
             write_guard guard(*this);
-            return emplace_impl(key, make_from(std::move(key)), make_value);
+            return emplace_impl(key, make_with(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
+                                               std::forward<VArgs>(vargs)));
         }
     }
 
     void move_elements_from(map& o) {
         reserve_impl(o.size());
-        for (auto&& [k, v] : o) {
-            emplace_impl(k, make_from(std::move(const_cast<Key&>(k))), make_from(std::move(v)));
+        for (value_type& kv : o) {
+            emplace_impl(kv.first, make_with(std::piecewise_construct,
+                                             std::forward_as_tuple(std::move(const_cast<Key&>(kv.first))),
+                                             std::forward_as_tuple(std::move(kv.second))));
         }
         o.clear();
     }
@@ -1448,7 +1418,7 @@ private:
     void destroy_chain(bucket* head, bucket* array, std::size_t n) noexcept {
         for (bucket* b = head; b; b = overflow(b)) {
             if constexpr (!std::is_trivially_destructible_v<Key> || !std::is_trivially_destructible_v<T> ||
-                          indirect_key || indirect_value) {
+                          indirect) {
                 for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
                     if (is_live(tophash(b)[i])) destroy_entry(b, i);
                 }
@@ -1664,16 +1634,3 @@ typename map<Key, T, Hash, KeyEqual, Allocator>::size_type erase_if(map<Key, T, 
 }
 
 }  // namespace spanmap
-
-// entry_ref and std::pair<const Key, T> share a common reference (a const
-// view), which the C++20 iterator concepts require of a proxy reference.
-template <class K, class V1, class V2, template <class> class TQ, template <class> class UQ>
-    requires std::is_same_v<std::remove_const_t<V1>, std::remove_const_t<V2>>
-struct std::basic_common_reference<spanmap::entry_ref<K, V1>, std::pair<K, V2>, TQ, UQ> {
-    using type = spanmap::entry_ref<K, const std::remove_const_t<V1>>;
-};
-template <class K, class V1, class V2, template <class> class TQ, template <class> class UQ>
-    requires std::is_same_v<std::remove_const_t<V1>, std::remove_const_t<V2>>
-struct std::basic_common_reference<std::pair<K, V2>, spanmap::entry_ref<K, V1>, TQ, UQ> {
-    using type = spanmap::entry_ref<K, const std::remove_const_t<V1>>;
-};
