@@ -130,8 +130,10 @@
 #include <functional>
 #include <initializer_list>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
@@ -426,6 +428,84 @@ public:
     using iterator = basic_iterator<false>;
     using const_iterator = basic_iterator<true>;
 
+    // An entry taken out of a map (extract) that another map of the same
+    // allocator can take in (insert). A slot cannot leave its bucket, so the
+    // node is a separate allocation of the entry, made with the map's
+    // allocator. It holds a std::pair<Key, T> rather than the map's
+    // std::pair<const Key, T>: key() hands out a Key& that may be assigned,
+    // and that needs a key that is not const.
+    class node_type {
+        using pair_type = std::pair<Key, T>;
+        using pair_alloc = typename std::allocator_traits<Allocator>::template rebind_alloc<pair_type>;
+        using pair_traits = std::allocator_traits<pair_alloc>;
+
+    public:
+        using key_type = Key;
+        using mapped_type = T;
+        using allocator_type = Allocator;
+
+        constexpr node_type() noexcept = default;
+        node_type(node_type&& o) noexcept : p_(std::exchange(o.p_, nullptr)), alloc_(std::move(o.alloc_)) {
+            o.alloc_.reset();
+        }
+        node_type& operator=(node_type&& o) noexcept {
+            if (this != &o) {
+                reset();
+                p_ = std::exchange(o.p_, nullptr);
+                alloc_ = std::move(o.alloc_);
+                o.alloc_.reset();
+            }
+            return *this;
+        }
+        ~node_type() { reset(); }
+
+        [[nodiscard]] bool empty() const noexcept { return p_ == nullptr; }
+        explicit operator bool() const noexcept { return p_ != nullptr; }
+        allocator_type get_allocator() const { return *alloc_; }
+        key_type& key() const noexcept { return p_->first; }
+        mapped_type& mapped() const noexcept { return p_->second; }
+
+        void swap(node_type& o) noexcept {
+            std::swap(p_, o.p_);
+            std::swap(alloc_, o.alloc_);
+        }
+        friend void swap(node_type& a, node_type& b) noexcept { a.swap(b); }
+
+    private:
+        friend class map;
+        // Takes the entry e out (moved where that cannot throw, copied
+        // otherwise, so that a throw leaves e as it was).
+        node_type(const Allocator& alloc, value_type& e) : alloc_(alloc) {
+            pair_alloc a(*alloc_);
+            pair_type* p = pair_traits::allocate(a, 1);
+            try {
+                pair_traits::construct(a, p, std::move_if_noexcept(const_cast<Key&>(e.first)),
+                                       std::move_if_noexcept(e.second));
+            } catch (...) {
+                pair_traits::deallocate(a, p, 1);
+                throw;
+            }
+            p_ = p;
+        }
+        void reset() noexcept {
+            if (p_) {
+                pair_alloc a(*alloc_);
+                pair_traits::destroy(a, p_);
+                pair_traits::deallocate(a, p_, 1);
+                p_ = nullptr;
+            }
+            alloc_.reset();
+        }
+
+        pair_type* p_ = nullptr;
+        std::optional<Allocator> alloc_;
+    };
+    struct insert_return_type {
+        iterator position;
+        bool inserted;
+        node_type node;
+    };
+
     // --- construction -------------------------------------------------------------
     map() noexcept(noexcept(Hash()) && noexcept(KeyEqual()) && noexcept(Allocator())) : map(0) {}
     // n: entries to make room for (Go's make(map, n)), not a bucket count.
@@ -448,6 +528,15 @@ public:
         : map(n ? n : init.size(), hash, eq, alloc) {
         insert(init);
     }
+    template <std::input_iterator It>
+    map(It first, It last, size_type n, const Allocator& alloc) : map(first, last, n, Hash(), KeyEqual(), alloc) {}
+    template <std::input_iterator It>
+    map(It first, It last, size_type n, const Hash& hash, const Allocator& alloc)
+        : map(first, last, n, hash, KeyEqual(), alloc) {}
+    map(std::initializer_list<value_type> init, size_type n, const Allocator& alloc)
+        : map(init, n, Hash(), KeyEqual(), alloc) {}
+    map(std::initializer_list<value_type> init, size_type n, const Hash& hash, const Allocator& alloc)
+        : map(init, n, hash, KeyEqual(), alloc) {}
 
     map(const map& o) : map(o, alloc_traits::select_on_container_copy_construction(o.alloc_)) {}
     map(const map& o, const Allocator& alloc) : hash_(o.hash_), eq_(o.eq_), alloc_(alloc) {
@@ -572,6 +661,19 @@ public:
         return contains(key) ? 1 : 0;
     }
 
+    std::pair<iterator, iterator> equal_range(const Key& key) { return range_of(find(key)); }
+    std::pair<const_iterator, const_iterator> equal_range(const Key& key) const { return range_of(find(key)); }
+    template <class K>
+        requires transparent
+    std::pair<iterator, iterator> equal_range(const K& key) {
+        return range_of(find(key));
+    }
+    template <class K>
+        requires transparent
+    std::pair<const_iterator, const_iterator> equal_range(const K& key) const {
+        return range_of(find(key));
+    }
+
     T& at(const Key& key) { return at_impl(key); }
     const T& at(const Key& key) const { return at_impl(key); }
     template <class K>
@@ -666,6 +768,21 @@ public:
     std::pair<iterator, bool> insert(P&& p) {
         return emplace(std::forward<P>(p));
     }
+    // A node's entry goes in when its key is absent; else the node comes back
+    // in insert_return_type::node, untouched.
+    insert_return_type insert(node_type&& nh) {
+        if (nh.empty()) return {end(), false, node_type()};
+        assert(nh.get_allocator() == alloc_);
+        auto& [key, value] = *nh.p_;
+        write_guard guard(*this);
+        const auto [it, inserted] = emplace_impl(
+            key, make_with(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
+                           std::forward_as_tuple(std::move(value))));
+        if (!inserted) return {it, false, std::move(nh)};
+        nh.reset();
+        return {it, true, node_type()};
+    }
+    iterator insert(const_iterator, node_type&& nh) { return insert(std::move(nh)).position; }
     iterator insert(const_iterator, const value_type& v) { return insert(v).first; }
     iterator insert(const_iterator, value_type&& v) { return insert(std::move(v)).first; }
     template <std::input_iterator It>
@@ -693,6 +810,43 @@ public:
     // Erase by key: a write, so it evacuates like an insert (Go's mapdelete).
     size_type erase(const Key& key) { return erase_key(key); }
 
+    // Takes the entry out as a node (see node_type); like erase(iterator) it
+    // moves nothing else. By key: an empty node when the key is absent.
+    node_type extract(const_iterator pos) {
+        write_guard guard(*this);
+        node_type nh(alloc_, entry_at(pos.p_.b, pos.p_.i));  // may throw: the map is unchanged
+        erase_slot((pos.p_.old ? h_.oldbuckets : h_.buckets) + pos.p_.idx, pos.p_.b, pos.p_.i);
+        return nh;
+    }
+    node_type extract(const Key& key) {
+        const position p = find_position(key);
+        return p.b ? extract(const_iterator(this, p)) : node_type();
+    }
+
+    // Moves in every entry of source whose key *this lacks (and erases it
+    // from source); the others stay in source. Entries are moved, not
+    // relinked (a slot lives in its bucket). If moving an entry throws, that
+    // entry stays in source and the ones before it have moved.
+    template <class H2, class E2>
+    void merge(map<Key, T, H2, E2, Allocator>& source) {
+        if (static_cast<void*>(&source) == static_cast<void*>(this)) return;
+        for (auto it = source.begin(); it != source.end();) {
+            value_type& e = *it;
+            bool inserted;
+            {
+                write_guard guard(*this);
+                inserted = emplace_impl(e.first, make_with(std::move_if_noexcept(const_cast<Key&>(e.first)),
+                                                           std::move_if_noexcept(e.second)))
+                               .second;
+            }
+            it = inserted ? source.erase(it) : std::next(it);
+        }
+    }
+    template <class H2, class E2>
+    void merge(map<Key, T, H2, E2, Allocator>&& source) {
+        merge(source);
+    }
+
     // Destroys every entry and keeps the current bucket array (as Go's clear).
     // O(buckets): it walks every chain to destroy entries and free overflow buckets.
     void clear() noexcept {
@@ -703,8 +857,32 @@ public:
     // --- buckets and growth ----------------------------------------------------------
     size_type bucket_count() const noexcept { return size_type{1} << h_.B; }
     float load_factor() const noexcept { return static_cast<float>(h_.count) / static_cast<float>(bucket_count()); }
+    size_type max_bucket_count() const noexcept { return size_type{1} << (std::numeric_limits<size_type>::digits - 1); }
     static constexpr float max_load_factor() noexcept {
         return static_cast<float>(detail::load_factor_num) / static_cast<float>(detail::load_factor_den);
+    }
+    // The standard lets a map take a new maximum load factor as a hint
+    // ([unord.req]: "may change ... using z as a hint"), and this one does not
+    // take it: the growth trigger stays Go's 6.5 entries per bucket (an
+    // overflow chain behind a bucket, not open addressing, so a load over 1
+    // is the design, not a failure). Changing it would change the growth
+    // points that the tests pin against Go's own map. To make room for n
+    // entries up front, call reserve(n).
+    void max_load_factor(float) noexcept {}
+
+    // Room for at least `count` chains (and for size() entries); a growth
+    // towards that size starts as reserve's does. It never shrinks the map
+    // (shrink_to_fit does), and in the middle of a growth of a non-empty map
+    // it does nothing.
+    //
+    // The bucket interface (bucket(key), bucket_size(n), local iterators) is
+    // left out: a chain is visible in map_stats, and a local iterator would
+    // have to span the old and the new array in the middle of a growth.
+    void rehash(size_type count) {
+        write_guard guard(*this);
+        std::uint8_t target = detail::b_for_count(h_.count);
+        while (target < std::numeric_limits<size_type>::digits - 1 && (size_type{1} << target) < count) ++target;
+        reserve_buckets(target);
     }
 
     // Go's make(map, n): room for n entries without a growth. On an empty map
@@ -1302,6 +1480,11 @@ private:
         return {};
     }
 
+    template <class It>
+    std::pair<It, It> range_of(It it) const noexcept {
+        return {it, it.p_.b ? std::next(it) : it};
+    }
+
     template <class K>
     T& at_impl(const K& key) const {
         const position p = find_position(key);
@@ -1481,8 +1664,8 @@ private:
         h_ = hmap{};
     }
 
-    void reserve_impl(size_type n) {
-        const std::uint8_t target = detail::b_for_count(n);
+    void reserve_impl(size_type n) { reserve_buckets(detail::b_for_count(n)); }
+    void reserve_buckets(std::uint8_t target) {
         if (h_.buckets ? target <= h_.B : target == 0) return;
         if (h_.count == 0) {  // also mid-growth: nothing to evacuate
             const std::size_t nb = array_buckets(target);
@@ -1621,6 +1804,53 @@ bool map<Key, T, Hash, KeyEqual, Allocator>::check_invariants(char* why, std::si
     if (overflows != h_.overflow_in_use) return fail("overflow_in_use differs from linked overflow buckets", overflows);
     return true;
 }
+
+namespace detail {
+template <class It>
+using iter_key_t = std::remove_const_t<typename std::iterator_traits<It>::value_type::first_type>;
+template <class It>
+using iter_val_t = typename std::iterator_traits<It>::value_type::second_type;
+template <class It>
+using iter_to_alloc_t = std::pair<const iter_key_t<It>, iter_val_t<It>>;
+// What the deduction guides take for an allocator (and never for a hash).
+template <class A>
+concept allocator_like = requires(A& a) {
+    typename A::value_type;
+    a.allocate(std::size_t{});
+};
+}  // namespace detail
+
+// Deduction guides, as std::unordered_map's: spanmap::map m(v.begin(), v.end()).
+template <std::input_iterator It, class Hash = spanmap::hash<detail::iter_key_t<It>>,
+          class Pred = std::equal_to<detail::iter_key_t<It>>,
+          class Alloc = spanmap::allocator<detail::iter_to_alloc_t<It>>>
+    requires(!std::is_integral_v<Hash> && !detail::allocator_like<Hash> && !detail::allocator_like<Pred> &&
+             detail::allocator_like<Alloc>)
+map(It, It, std::size_t = 0, Hash = Hash(), Pred = Pred(), Alloc = Alloc())
+    -> map<detail::iter_key_t<It>, detail::iter_val_t<It>, Hash, Pred, Alloc>;
+
+template <class Key, class T, class Hash = spanmap::hash<Key>, class Pred = std::equal_to<Key>,
+          class Alloc = spanmap::allocator<std::pair<const Key, T>>>
+    requires(!std::is_integral_v<Hash> && !detail::allocator_like<Hash> && !detail::allocator_like<Pred> &&
+             detail::allocator_like<Alloc>)
+map(std::initializer_list<std::pair<Key, T>>, std::size_t = 0, Hash = Hash(), Pred = Pred(), Alloc = Alloc())
+    -> map<Key, T, Hash, Pred, Alloc>;
+
+template <std::input_iterator It, class Alloc>
+    requires detail::allocator_like<Alloc>
+map(It, It, std::size_t, Alloc) -> map<detail::iter_key_t<It>, detail::iter_val_t<It>,
+                                       spanmap::hash<detail::iter_key_t<It>>,
+                                       std::equal_to<detail::iter_key_t<It>>, Alloc>;
+
+template <std::input_iterator It, class Hash, class Alloc>
+    requires(detail::allocator_like<Alloc> && !detail::allocator_like<Hash>)
+map(It, It, std::size_t, Hash, Alloc)
+    -> map<detail::iter_key_t<It>, detail::iter_val_t<It>, Hash, std::equal_to<detail::iter_key_t<It>>, Alloc>;
+
+template <class Key, class T, class Alloc>
+    requires detail::allocator_like<Alloc>
+map(std::initializer_list<std::pair<Key, T>>, std::size_t, Alloc)
+    -> map<Key, T, spanmap::hash<Key>, std::equal_to<Key>, Alloc>;
 
 // Erases every entry for which pred(*it) holds; returns how many. Found by
 // argument-dependent lookup: write erase_if(m, pred) (std::erase_if only
