@@ -115,6 +115,7 @@
 // been started by then; that moves no entry and changes no contents.
 
 #include <spanmap/alloc.h>
+#include <spanmap/detail/bucket.h>
 #include <spanmap/hash.h>
 #include <spanmap/map_stats.h>
 
@@ -141,145 +142,6 @@
 
 namespace spanmap {
 
-namespace detail {
-
-// tophash markers: the byte of a slot that holds no entry, or of a slot of an
-// old bucket that has been evacuated (Go's names and values).
-enum tophash_marker : std::uint8_t {
-    empty_rest = 0,       // empty, and so is every later slot of this chain
-    empty_one = 1,        // empty
-    evacuated_x = 2,      // entry moved to the same index of the new array
-    evacuated_y = 3,      // entry moved to another index of the new array
-    evacuated_empty = 4,  // empty, and the bucket is evacuated
-    min_top_hash = 5,     // a live slot's tophash is at least this
-};
-static_assert(empty_rest == 0,
-              "a cleared bucket (zero bytes, e.g. from allocate_zeroed) must read as empty_rest in every slot");
-static_assert(empty_one == empty_rest + 1, "is_empty(t) is t <= empty_one");
-static_assert(evacuated_y == evacuated_x + 1,
-              "evacuation writes evacuated_x + use_y, use_y being 0 (X) or 1 (Y)");
-static_assert(min_top_hash == evacuated_empty + 1,
-              "tophash_of() lifts every hash byte below min_top_hash by min_top_hash, so a live slot's byte is "
-              ">= min_top_hash and can never be read as a marker");
-
-inline constexpr unsigned bucket_cnt = 8;            // slots per bucket
-inline constexpr std::size_t max_direct_size = 128;  // bigger keys and values are stored indirectly
-
-// Load factor 6.5 (entries per bucket) as 13/2, so the trigger is integer
-// arithmetic. Go chose it from this measurement of maximally loaded tables
-// (just before they grow), 8-byte keys and values, 64-bit. Columns: buckets
-// that have an overflow bucket; overhead bytes per key/value pair; entries
-// checked to find a present key; entries checked to miss (counting every
-// entry of the chain, before tophash filtering):
-//
-//   load factor   buckets with overflow   bytes/entry   hit probe   miss probe
-//       4.0               2.1 %              20.8          3.00         4.0
-//       4.5               4.1 %              17.3          3.25         4.5
-//       5.0               6.9 %              14.8          3.50         5.0
-//       5.5              10.6 %              12.9          3.75         5.5
-//       6.0              15.3 %              11.7          4.00         6.0
-//       6.5              20.9 %              10.8          4.25         6.5
-//       7.0              27.1 %              10.2          4.50         7.0
-//       7.5              34.0 %               9.7          4.75         7.5
-//       8.0              41.1 %               9.4          5.00         8.0
-//
-// 6.5 is where bytes per entry stop falling fast while a fifth of the buckets
-// have an overflow bucket. (go1.21 computed 13*(2^B/2) as 6*2^B by an integer
-// slip, golang/go#63438; ours is 6.5.) The bench BM_LoadFactorTable in
-// bench/map_bench.cpp re-measures all four columns with spanmap::hash (and,
-// up to 6.5, the first two on a real spanmap::map); it lands within 0.5 of
-// every number above.
-inline constexpr std::size_t load_factor_num = 13;
-inline constexpr std::size_t load_factor_den = 2;
-
-// Go's overLoadFactor: would `count` entries overload 2^B buckets?
-constexpr bool over_load_factor(std::size_t count, std::uint8_t B) noexcept {
-    return count > bucket_cnt && count > load_factor_num * ((std::size_t{1} << B) / load_factor_den);
-}
-
-// Go's tooManyOverflowBuckets: about as many overflow buckets as buckets
-// (capped at 2^15, since noverflow is approximate from B = 16 on).
-constexpr bool too_many_overflow_buckets(std::uint32_t noverflow, std::uint8_t B) noexcept {
-    return noverflow >= (std::uint32_t{1} << std::min<std::uint8_t>(B, 15));
-}
-
-// The smallest B that holds n entries without growing (Go's makemap).
-constexpr std::uint8_t b_for_count(std::size_t n) noexcept {
-    std::uint8_t B = 0;
-    while (over_load_factor(n, B)) ++B;
-    return B;
-}
-
-constexpr std::uint8_t tophash_of(std::uint64_t hash) noexcept {
-    const auto top = static_cast<std::uint8_t>(hash >> 56);
-    return top < min_top_hash ? static_cast<std::uint8_t>(top + min_top_hash) : top;
-}
-
-constexpr std::size_t round_up(std::size_t n, std::size_t align) noexcept { return (n + align - 1) / align * align; }
-
-// A bucket's 8 tophash bytes read as one word, slot i in byte i (bits
-// 8i..8i+7), so a probe tests all 8 slots with a few word operations instead
-// of a loop. Each test returns a mask with the high bit of every selected
-// byte set; slots are taken from it lowest first (the order of the slots).
-struct tophash_word {
-    static constexpr std::uint64_t lsb = 0x0101010101010101ULL;
-    static constexpr std::uint64_t msb = 0x8080808080808080ULL;
-
-    std::uint64_t w;
-
-    static tophash_word load(const unsigned char* tophash) noexcept {
-        std::uint64_t w;
-        std::memcpy(&w, tophash, sizeof w);
-        if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
-        return {w};
-    }
-    // Exactly the zero bytes: (b & 0x7f) + 0x7f carries into bit 7 for any
-    // nonzero low bits and never into the next byte.
-    static constexpr std::uint64_t zero_bytes(std::uint64_t x) noexcept { return ~(((x & ~msb) + ~msb) | x) & msb; }
-    constexpr std::uint64_t matching(std::uint8_t top) const noexcept { return zero_bytes(w ^ (lsb * top)); }
-    constexpr std::uint64_t empty() const noexcept { return zero_bytes(w & ~lsb); }  // empty_rest or empty_one
-    constexpr bool has_empty_rest() const noexcept { return zero_bytes(w) != 0; }
-
-    static constexpr unsigned first(std::uint64_t mask) noexcept { return static_cast<unsigned>(std::countr_zero(mask)) / 8; }
-};
-static_assert(tophash_word::zero_bytes(0x0100ff7f80000001ULL) == 0x0080000000808000ULL);
-static_assert(tophash_word{0x0100ff7f80000001ULL}.empty() == 0x8080000000808080ULL,
-              "empty() selects the bytes equal to empty_rest (0) or empty_one (1)");
-
-// Stored behind a pointer: too big to copy around in buckets (Go's rule), or
-// a move that may throw (evacuation must not fail half-way).
-template <class U>
-inline constexpr bool stored_indirectly = sizeof(U) > max_direct_size || !std::is_nothrow_move_constructible_v<U>;
-
-template <class A>
-inline constexpr bool is_spanmap_allocator = false;
-template <class U>
-inline constexpr bool is_spanmap_allocator<spanmap::allocator<U>> = true;
-
-// Does H take the map's seed itself (spanmap::hash does), or do we mix it in?
-template <class H, class K>
-concept seeded_hasher = requires(const H& h, const K& k, std::uint64_t seed) {
-    { h(k, seed) } -> std::convertible_to<std::uint64_t>;
-};
-
-template <class H, class K>
-consteval bool nothrow_hasher() {
-    if constexpr (seeded_hasher<H, K>) {
-        return noexcept(std::declval<const H&>()(std::declval<const K&>(), std::uint64_t{}));
-    } else {
-        return noexcept(std::declval<const H&>()(std::declval<const K&>()));
-    }
-}
-
-[[noreturn]] inline void fatal(const char* what) noexcept {
-    // stderr is unbuffered: nothing is allocated on the way out.
-    std::fputs("fatal error: ", stderr);
-    std::fputs(what, stderr);
-    std::fputc('\n', stderr);
-    std::abort();
-}
-
-}  // namespace detail
 
 template <class Key, class T, class Hash = spanmap::hash<Key>, class KeyEqual = std::equal_to<Key>,
           class Allocator = spanmap::allocator<std::pair<const Key, T>>>
@@ -306,18 +168,7 @@ private:
     static constexpr bool indirect = detail::stored_indirectly<Key> || detail::stored_indirectly<T>;
     using slot_type = std::conditional_t<indirect, value_type*, value_type>;
 
-    struct bucket;
-    struct layout {
-        static constexpr std::size_t slots = detail::round_up(detail::bucket_cnt, alignof(slot_type));
-        static constexpr std::size_t overflow =
-            detail::round_up(slots + detail::bucket_cnt * sizeof(slot_type), alignof(bucket*));
-        static constexpr std::size_t align = std::max(alignof(slot_type), alignof(bucket*));
-        static constexpr std::size_t size = detail::round_up(overflow + sizeof(bucket*), align);
-    };
-    struct alignas(layout::align) bucket {
-        unsigned char raw[layout::size];
-    };
-    static_assert(sizeof(bucket) == layout::size);
+    using bucket = detail::bucket<slot_type>;
 
     // --- allocators -------------------------------------------------------------
     using alloc_traits = std::allocator_traits<Allocator>;
@@ -942,11 +793,8 @@ public:
 
 private:
     // --- slot access ------------------------------------------------------------------
-    static std::uint8_t* tophash(bucket* b) noexcept { return b->raw; }
-    static bucket*& overflow(bucket* b) noexcept {
-        return *std::launder(reinterpret_cast<bucket**>(b->raw + layout::overflow));
-    }
-    static void* slot_at(bucket* b, unsigned i) noexcept { return b->raw + layout::slots + i * sizeof(slot_type); }
+    // tophash(b), overflow(b), slot_at(b, i), init_bucket(b) and evacuated(b)
+    // are detail's (found by argument-dependent lookup on bucket*).
     static value_type& entry_at(bucket* b, unsigned i) noexcept {
         if constexpr (indirect) {
             return **std::launder(static_cast<value_type**>(slot_at(b, i)));
@@ -957,15 +805,6 @@ private:
     static const Key& key_at(bucket* b, unsigned i) noexcept { return entry_at(b, i).first; }
     static T& value_at(bucket* b, unsigned i) noexcept { return entry_at(b, i).second; }
 
-    static bool is_live(std::uint8_t t) noexcept { return t >= detail::min_top_hash; }
-    static bool evacuated(bucket* b) noexcept {
-        const std::uint8_t t = tophash(b)[0];
-        return t > detail::empty_one && t < detail::min_top_hash;
-    }
-    static void init_bucket(bucket* b) noexcept {
-        std::memset(b->raw, detail::empty_rest, detail::bucket_cnt);
-        ::new (static_cast<void*>(b->raw + layout::overflow)) bucket*(nullptr);
-    }
     static constexpr std::size_t mask(std::uint8_t B) noexcept { return (std::size_t{1} << B) - 1; }
     bool growing() const noexcept { return h_.oldbuckets != nullptr; }
 
@@ -1059,35 +898,46 @@ private:
     // --- bucket memory ------------------------------------------------------------------
     // Buckets in an array for 2^B chains: from B = 4 on, 2^(B-4) more for the
     // first overflow buckets, rounded up to what the allocator hands out. Only
-    // the arena allocator says what that is (spanmap::good_size); for any
-    // other allocator we cannot know and do not round.
-    static std::size_t array_buckets(std::uint8_t B) noexcept {
+    // an allocator with good_size (detail::sizing_allocator, e.g. the arena's)
+    // says what that is; for any other we cannot know and do not round.
+    std::size_t array_buckets(std::uint8_t B) const noexcept {
         std::size_t n = std::size_t{1} << B;
         if (B >= 4) {
             n += std::size_t{1} << (B - 4);
-            if constexpr (detail::is_spanmap_allocator<Allocator>) {
-                n = spanmap::good_size(n * sizeof(bucket), alignof(bucket)) / sizeof(bucket);
-            }
+            n = rounded_buckets(n);
         }
         return n;
     }
-    std::size_t rounded_bytes(std::size_t bytes) const noexcept {
-        if constexpr (detail::is_spanmap_allocator<Allocator>) {
-            return spanmap::good_size(bytes, alignof(bucket));
+    std::size_t rounded_buckets(std::size_t n) const noexcept {
+        if constexpr (detail::sizing_allocator<rebind<bucket>>) {
+            const rebind<bucket> a(alloc_);
+            return std::max<std::size_t>(n, a.good_size(n));
         } else {
-            return bytes;
+            return n;
+        }
+    }
+    // Bytes the allocator sets aside for n buckets (for stats): its size
+    // class, which may exceed the whole buckets that fit in it.
+    std::size_t rounded_bytes(std::size_t n) const noexcept {
+        if constexpr (detail::sizing_allocator<rebind<unsigned char>>) {
+            const rebind<unsigned char> a(alloc_);
+            return std::max<std::size_t>(n * sizeof(bucket), a.good_size(n * sizeof(bucket)));
+        } else {
+            return n * sizeof(bucket);
         }
     }
 
     // An array of n buckets whose first `heads` buckets read as empty chains.
-    // The arena allocator gives zeroed memory without writing it when the
-    // pages are fresh; otherwise we clear the heads' tophash and overflow
-    // words (not their keys and values, which nobody reads before writing).
+    // An allocator with allocate_zeroed (the arena's) gives zeroed memory
+    // without writing it when the pages are fresh; otherwise we clear the
+    // heads' tophash and overflow words (not their slots, which nobody reads
+    // before writing). Either way the array goes back through the same
+    // allocator object's deallocate.
     bucket* allocate_array(std::size_t n, std::size_t heads) {
-        if constexpr (detail::is_spanmap_allocator<Allocator>) {
-            if (heads) return static_cast<bucket*>(spanmap::allocate_zeroed(n * sizeof(bucket), alignof(bucket)));
-        }
         rebind<bucket> a(alloc_);
+        if constexpr (detail::zeroing_allocator<rebind<bucket>>) {
+            if (heads) return a.allocate_zeroed(n);
+        }
         bucket* p = bucket_traits::allocate(a, n);
         for (std::size_t j = 0; j < heads; ++j) init_bucket(p + j);
         return p;
@@ -1146,7 +996,7 @@ private:
     void reserve_overflow(std::size_t need) {
         while ((h_.nalloc - h_.next_overflow) + h_.nspares < need) {
             bucket* s = allocate_overflow();
-            ::new (static_cast<void*>(s->raw + layout::overflow)) bucket*(h_.spares);
+            ::new (static_cast<void*>(s->raw + bucket::overflow_offset)) bucket*(h_.spares);
             h_.spares = s;
             ++h_.nspares;
         }
@@ -1223,7 +1073,7 @@ private:
                 try {
                     for (bucket* b = chain; b; b = overflow(b)) {
                         for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-                            if (is_live(tophash(b)[i])) *out++ = m.hash_of(key_at(b, i));
+                            if (detail::is_live(tophash(b)[i])) *out++ = m.hash_of(key_at(b, i));
                         }
                     }
                 } catch (...) {
@@ -1278,7 +1128,7 @@ private:
             for (bucket* b = ob; b; b = overflow(b)) {
                 ++chain;
                 if constexpr (!hash_nothrow) {
-                    for (unsigned i = 0; i < detail::bucket_cnt; ++i) live += is_live(tophash(b)[i]);
+                    for (unsigned i = 0; i < detail::bucket_cnt; ++i) live += detail::is_live(tophash(b)[i]);
                 }
             }
             // Destinations need at most chain-1 overflow buckets when they
@@ -1298,7 +1148,7 @@ private:
                 std::uint8_t* th = tophash(b);
                 for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
                     const std::uint8_t top = th[i];
-                    if (!is_live(top)) {
+                    if (!detail::is_live(top)) {
                         th[i] = detail::evacuated_empty;
                         continue;
                     }
@@ -1339,16 +1189,21 @@ private:
         const std::size_t nold = std::size_t{1} << h_.oldB;
         const std::size_t stop = std::min(h_.nevacuate + 1024, nold);
         while (h_.nevacuate != stop && evacuated(h_.oldbuckets + h_.nevacuate)) ++h_.nevacuate;
-        if (h_.nevacuate == nold) {
-            deallocate_array(h_.oldbuckets, h_.old_nalloc);
-            h_.oldbuckets = nullptr;
-            h_.old_nalloc = 0;
-            h_.oldB = 0;
-            h_.nevacuate = 0;
-            h_.nevacuated = 0;
-            h_.lazy = false;
-            release_spares();
-        }
+        if (h_.nevacuate == nold) end_growth();
+    }
+
+    // The one end of a growth, whether evacuation finished or the map was
+    // cleared: the old array goes back to the allocator at once, with the
+    // spare overflow buckets set aside for evacuations.
+    void end_growth() noexcept {
+        deallocate_array(h_.oldbuckets, h_.old_nalloc);
+        h_.oldbuckets = nullptr;
+        h_.old_nalloc = 0;
+        h_.oldB = 0;
+        h_.nevacuate = 0;
+        h_.nevacuated = 0;
+        h_.lazy = false;
+        release_spares();
     }
 
     // --- insert (Go's mapassign) ------------------------------------------------------------------
@@ -1367,25 +1222,10 @@ private:
         for (;;) {
             if (growing()) grow_work(hash);
             const std::size_t idx = static_cast<std::size_t>(hash) & mask(h_.B);
-            bucket* const head = h_.buckets + idx;
-            bucket* ins = nullptr;  // the chain's first empty slot
-            unsigned ins_i = 0;
-            bucket* last = head;
-            for (bucket* b = head; b; b = overflow(b)) {
-                last = b;
-                const auto th = detail::tophash_word::load(tophash(b));
-                for (std::uint64_t m = th.matching(top); m; m &= m - 1) {
-                    const unsigned i = detail::tophash_word::first(m);
-                    if (equal(key, key_at(b, i))) return {position{b, idx, i, false}, true};
-                }
-                if (!ins) {
-                    if (const std::uint64_t e = th.empty()) {
-                        ins = b;
-                        ins_i = detail::tophash_word::first(e);
-                    }
-                }
-                if (th.has_empty_rest()) break;  // the rest of the chain is empty
-            }
+            const probe_result r = probe<true>(h_.buckets + idx, top, key);
+            if (r.b) return {position{r.b, idx, r.i, false}, true};
+            bucket* ins = r.empty;  // the chain's first empty slot
+            unsigned ins_i = r.empty_i;
             if (!growing()) {
                 const bool bigger = detail::over_load_factor(h_.count + 1, h_.B);
                 if (bigger || detail::too_many_overflow_buckets(h_.noverflow, h_.B)) {
@@ -1394,7 +1234,7 @@ private:
                 }
             }
             if (!ins) {
-                ins = new_overflow(last);
+                ins = new_overflow(r.last);
                 ins_i = 0;
             }
             return {position{ins, idx, ins_i, false}, false};
@@ -1464,20 +1304,56 @@ private:
                 p.old = true;
             }
         }
-        const std::uint8_t top = detail::tophash_of(hash);
-        for (; b; b = overflow(b)) {
+        const probe_result r = probe<false>(b, detail::tophash_of(hash), key);
+        if (!r.b) return {};
+        p.b = r.b;
+        p.i = r.i;
+        return p;
+    }
+
+    // The one probe, for find, insert and erase: walks the chain from head
+    // for key (top: its tophash byte), testing a bucket's 8 tophash bytes in
+    // one word (detail::tophash_word), so a bucket without the byte is passed
+    // without touching a key, and stopping at an empty_rest (no live slot
+    // follows one). A full bucket's successor is prefetched before its keys
+    // are compared. FindEmpty (insert) also notes the chain's first empty
+    // slot and its last bucket.
+    struct probe_result {
+        bucket* b = nullptr;  // the key's slot (b == nullptr: absent)
+        unsigned i = 0;
+        bucket* empty = nullptr;  // FindEmpty: the first empty slot
+        unsigned empty_i = 0;
+        bucket* last = nullptr;  // FindEmpty: the last bucket walked
+    };
+    template <bool FindEmpty, class K>
+    probe_result probe(bucket* head, std::uint8_t top, const K& key) const {
+        probe_result r;
+        for (bucket* b = head; b; b = overflow(b)) {
             const auto th = detail::tophash_word::load(tophash(b));
+            const bool chain_ends = th.has_empty_rest();
+            if (!chain_ends) {
+                if (bucket* next = overflow(b)) __builtin_prefetch(next);
+            }
             for (std::uint64_t m = th.matching(top); m; m &= m - 1) {
                 const unsigned i = detail::tophash_word::first(m);
                 if (equal(key, key_at(b, i))) {
-                    p.b = b;
-                    p.i = i;
-                    return p;
+                    r.b = b;
+                    r.i = i;
+                    return r;
                 }
             }
-            if (th.has_empty_rest()) break;  // no live slot follows an empty_rest
+            if constexpr (FindEmpty) {
+                r.last = b;
+                if (!r.empty) {
+                    if (const std::uint64_t e = th.empty()) {
+                        r.empty = b;
+                        r.empty_i = detail::tophash_word::first(e);
+                    }
+                }
+            }
+            if (chain_ends) break;
         }
-        return {};
+        return r;
     }
 
     template <class It>
@@ -1523,7 +1399,7 @@ private:
         while (p.b) {
             const std::uint8_t* th = tophash(p.b);
             for (; p.i < detail::bucket_cnt; ++p.i) {
-                if (is_live(th[p.i])) return;
+                if (detail::is_live(th[p.i])) return;
                 if (th[p.i] == detail::empty_rest) break;  // the rest of the chain is empty
             }
             bucket* next = p.i < detail::bucket_cnt ? nullptr : overflow(p.b);
@@ -1552,19 +1428,10 @@ private:
         const std::uint64_t hash = hash_of(key);
         if (growing()) grow_work(hash);
         bucket* const head = h_.buckets + (static_cast<std::size_t>(hash) & mask(h_.B));
-        const std::uint8_t top = detail::tophash_of(hash);
-        for (bucket* b = head; b; b = overflow(b)) {
-            const auto th = detail::tophash_word::load(tophash(b));
-            for (std::uint64_t m = th.matching(top); m; m &= m - 1) {
-                const unsigned i = detail::tophash_word::first(m);
-                if (equal(key, key_at(b, i))) {
-                    erase_slot(head, b, i);
-                    return 1;
-                }
-            }
-            if (th.has_empty_rest()) break;
-        }
-        return 0;
+        const probe_result r = probe<false>(head, detail::tophash_of(hash), key);
+        if (!r.b) return 0;
+        erase_slot(head, r.b, r.i);
+        return 1;
     }
 
     // Destroys slot (b, i) of the chain starting at head. If the chain now
@@ -1603,7 +1470,7 @@ private:
             if constexpr (!std::is_trivially_destructible_v<Key> || !std::is_trivially_destructible_v<T> ||
                           indirect) {
                 for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-                    if (is_live(tophash(b)[i])) destroy_entry(b, i);
+                    if (detail::is_live(tophash(b)[i])) destroy_entry(b, i);
                 }
             }
         }
@@ -1631,8 +1498,11 @@ private:
                 }
             }
         }
-        if (growing()) deallocate_array(h_.oldbuckets, h_.old_nalloc);
-        release_spares();
+        if (growing()) {
+            end_growth();
+        } else {
+            release_spares();
+        }
     }
 
     void clear_impl() noexcept {
@@ -1642,12 +1512,6 @@ private:
             if (dirty_heads) {
                 for (std::size_t j = 0, n = std::size_t{1} << h_.B; j < n; ++j) init_bucket(h_.buckets + j);
             }
-            h_.oldbuckets = nullptr;
-            h_.old_nalloc = 0;
-            h_.oldB = 0;
-            h_.nevacuate = 0;
-            h_.nevacuated = 0;
-            h_.lazy = false;
             h_.next_overflow = std::size_t{1} << h_.B;
             h_.overflow_in_use = 0;
             h_.noverflow = 0;
@@ -1703,9 +1567,9 @@ map_stats map<Key, T, Hash, KeyEqual, Allocator>::stats() const noexcept {
     s.old_B = growing() ? h_.oldB : 0;
     s.old_bucket_count = growing() ? std::size_t{1} << h_.oldB : 0;
     s.old_buckets_evacuated = h_.nevacuated;
-    if (h_.buckets) s.bucket_array_bytes += rounded_bytes(h_.nalloc * sizeof(bucket));
-    if (growing()) s.bucket_array_bytes += rounded_bytes(h_.old_nalloc * sizeof(bucket));
-    s.overflow_bytes = h_.overflow_owned * rounded_bytes(sizeof(bucket));
+    if (h_.buckets) s.bucket_array_bytes += rounded_bytes(h_.nalloc);
+    if (growing()) s.bucket_array_bytes += rounded_bytes(h_.old_nalloc);
+    s.overflow_bytes = h_.overflow_owned * rounded_bytes(1);
     s.load_factor = static_cast<double>(h_.count) / static_cast<double>(bucket_count());
     auto chain_length = [](bucket* b) {
         std::size_t n = 0;
@@ -1754,7 +1618,7 @@ bool map<Key, T, Hash, KeyEqual, Allocator>::check_invariants(char* why, std::si
                 if (k < filled && t == detail::empty_rest) err = "empty_rest before a non-empty_rest slot";
                 if (k + 1 == filled && t == detail::empty_one) err = "the last slot before the empty_rest tail is empty_one";
                 if (t > detail::empty_one && t < detail::min_top_hash) err = "evacuation marker in a live chain";
-                if (!is_live(t)) continue;
+                if (!detail::is_live(t)) continue;
                 ++live;
                 const Key& key = key_at(b, i);
                 if (!equal(key, key)) continue;  // NaN-like: its hash is not stable
