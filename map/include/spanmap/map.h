@@ -249,11 +249,22 @@ public:
         basic_iterator() = default;
         template <bool C>
             requires(Const && !C)
-        basic_iterator(const basic_iterator<C>& it) noexcept : m_(it.m_), p_(it.p_) {}
+        basic_iterator(const basic_iterator<C>& it) noexcept : m_(it.m_), p_(it.p_) {
+#if SPANMAP_MAP_GENERATIONS
+            gen_ = it.gen_;
+#endif
+        }
 
-        reference operator*() const noexcept { return entry_at(p_.b, p_.i); }
-        pointer operator->() const noexcept { return &entry_at(p_.b, p_.i); }
+        reference operator*() const noexcept {
+            check();
+            return entry_at(p_.b, p_.i);
+        }
+        pointer operator->() const noexcept {
+            check();
+            return &entry_at(p_.b, p_.i);
+        }
         basic_iterator& operator++() noexcept {
+            check();
             ++p_.i;
             m_->settle(p_);
             return *this;
@@ -271,10 +282,23 @@ public:
         friend class map;
         template <bool>
         friend class basic_iterator;
-        basic_iterator(const map* m, const position& p) noexcept : m_(m), p_(p) {}
+        basic_iterator(const map* m, const position& p) noexcept : m_(m), p_(p) {
+#if SPANMAP_MAP_GENERATIONS
+            gen_ = m->generation_;
+#endif
+        }
+        void check() const noexcept {
+#if SPANMAP_MAP_GENERATIONS
+            if (m_ && m_->generation_ != gen_)
+                detail::fatal("spanmap::map iterator used after the map moved its entries (a growth, clear or assignment)");
+#endif
+        }
 
         const map* m_ = nullptr;
         position p_;
+#if SPANMAP_MAP_GENERATIONS
+        std::uint32_t gen_ = 0;
+#endif
     };
     using iterator = basic_iterator<false>;
     using const_iterator = basic_iterator<true>;
@@ -645,6 +669,7 @@ public:
     // --- erasure --------------------------------------------------------------------
     // Moves nothing: invalidates only the erased entry; returns the next entry.
     iterator erase(const_iterator pos) {
+        pos.check();
         write_guard guard(*this);
         position next = pos.p_;
         ++next.i;
@@ -664,6 +689,7 @@ public:
     // Takes the entry out as a node (see node_type); like erase(iterator) it
     // moves nothing else. By key: an empty node when the key is absent.
     node_type extract(const_iterator pos) {
+        pos.check();
         write_guard guard(*this);
         node_type nh(alloc_, entry_at(pos.p_.b, pos.p_.i));  // may throw: the map is unchanged
         erase_slot((pos.p_.old ? h_.oldbuckets : h_.buckets) + pos.p_.idx, pos.p_.b, pos.p_.i);
@@ -848,6 +874,20 @@ private:
     // allocation whose pointer goes into the slot. On a throw nothing is left.
     template <class Make>
     void make_entry(void* slot, Make& make) {
+        detail::unpoison(slot, sizeof(slot_type));
+        if constexpr (detail::asan) {
+            try {
+                make_entry_unpoisoned(slot, make);
+            } catch (...) {
+                detail::poison(slot, sizeof(slot_type));
+                throw;
+            }
+        } else {
+            make_entry_unpoisoned(slot, make);
+        }
+    }
+    template <class Make>
+    void make_entry_unpoisoned(void* slot, Make& make) {
         if constexpr (indirect) {
             rebind<value_type> a(alloc_);
             value_type* p = rebind_traits<value_type>::allocate(a, 1);
@@ -867,6 +907,7 @@ private:
         value_type* p = &entry_at(b, i);
         rebind_traits<value_type>::destroy(a, p);
         if constexpr (indirect) rebind_traits<value_type>::deallocate(a, p, 1);
+        detail::poison(slot_at(b, i), sizeof(slot_type));
     }
     // Moves the entry of slot `from` to the empty slot `to` (evacuation).
     //
@@ -884,6 +925,11 @@ private:
     // Abseil's slot union) reads an object of one type through a reference to
     // another, which no rule allows, on every access rather than on a move.
     static void relocate_entry(void* from, void* to) noexcept {
+        detail::unpoison(to, sizeof(slot_type));
+        relocate_entry_unpoisoned(from, to);
+        detail::poison(from, sizeof(slot_type));
+    }
+    static void relocate_entry_unpoisoned(void* from, void* to) noexcept {
         if constexpr (indirect) {
             ::new (to) value_type*(*std::launder(static_cast<value_type**>(from)));
         } else {
@@ -936,13 +982,21 @@ private:
     bucket* allocate_array(std::size_t n, std::size_t heads) {
         rebind<bucket> a(alloc_);
         if constexpr (detail::zeroing_allocator<rebind<bucket>>) {
-            if (heads) return a.allocate_zeroed(n);
+            if (heads) {
+                bucket* p = a.allocate_zeroed(n);
+                if constexpr (detail::asan) {
+                    for (std::size_t j = 0; j < heads; ++j) init_bucket(p + j);
+                }
+                return p;
+            }
         }
         bucket* p = bucket_traits::allocate(a, n);
         for (std::size_t j = 0; j < heads; ++j) init_bucket(p + j);
         return p;
     }
+    // Memory goes back unpoisoned: the allocator may write into it.
     void deallocate_array(bucket* p, std::size_t n) noexcept {
+        detail::unpoison(p, n * sizeof(bucket));
         rebind<bucket> a(alloc_);
         bucket_traits::deallocate(a, p, n);
     }
@@ -953,6 +1007,7 @@ private:
         return p;
     }
     void free_overflow(bucket* b) noexcept {
+        detail::unpoison(b, sizeof(bucket));
         rebind<bucket> a(alloc_);
         bucket_traits::deallocate(a, b, 1);
         --h_.overflow_owned;
@@ -1121,6 +1176,7 @@ private:
     void evacuate(std::size_t o) {
         bucket* const ob = h_.oldbuckets + o;
         if (!evacuated(ob)) {
+            entries_moved();
             const bool up = h_.B > h_.oldB;
             const bool fresh = h_.B >= h_.oldB;  // every destination has ob as its only source
             std::size_t chain = 0;
@@ -1506,6 +1562,7 @@ private:
     }
 
     void clear_impl() noexcept {
+        entries_moved();
         if (h_.count != 0 || h_.overflow_in_use != 0 || growing()) {
             const bool dirty_heads = h_.count != 0 || h_.overflow_in_use != 0 || h_.lazy;
             destroy_contents();
@@ -1522,6 +1579,7 @@ private:
 
     // Frees everything; the map is left empty with no buckets.
     void release_all() noexcept {
+        entries_moved();
         destroy_contents();
         if (h_.buckets) deallocate_array(h_.buckets, h_.nalloc);
         assert(h_.overflow_owned == 0 || !h_.buckets);
@@ -1544,8 +1602,18 @@ private:
         if (!growing()) hash_grow(target, target == h_.B + 1);
     }
 
+    // Entries moved: iterators of earlier generations are stale.
+    void entries_moved() noexcept {
+#if SPANMAP_MAP_GENERATIONS
+        ++generation_;
+#endif
+    }
+
     hmap h_;
     std::uint8_t flags_ = 0;
+#if SPANMAP_MAP_GENERATIONS
+    std::uint32_t generation_ = 0;
+#endif
     [[no_unique_address]] Hash hash_;
     [[no_unique_address]] KeyEqual eq_;
     [[no_unique_address]] Allocator alloc_;

@@ -18,7 +18,44 @@
 #include <type_traits>
 #include <utility>
 
+// AddressSanitizer sees the slots: an empty slot is poisoned, so a reference
+// kept across a growth (or an erase) into a slot that no longer holds its
+// entry is reported where it is used, as for a table whose slots are freed.
+#if defined(__SANITIZE_ADDRESS__)
+#define SPANMAP_MAP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPANMAP_MAP_ASAN 1
+#endif
+#endif
+#if defined(SPANMAP_MAP_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
+
+// Generation checks: an iterator remembers the map's generation, which every
+// move of entries (evacuation, a new array, clear, assignment) advances; an
+// iterator of an older generation stops the process where it is used. On in
+// debug builds; -DSPANMAP_MAP_GENERATIONS=1 or 0 decides for any build (every
+// translation unit of a program must agree: it changes the iterator's size).
+#ifndef SPANMAP_MAP_GENERATIONS
+#ifdef NDEBUG
+#define SPANMAP_MAP_GENERATIONS 0
+#else
+#define SPANMAP_MAP_GENERATIONS 1
+#endif
+#endif
+
 namespace spanmap::detail {
+
+#if defined(SPANMAP_MAP_ASAN)
+inline constexpr bool asan = true;
+inline void poison(const void* p, std::size_t n) noexcept { ASAN_POISON_MEMORY_REGION(p, n); }
+inline void unpoison(const void* p, std::size_t n) noexcept { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+#else
+inline constexpr bool asan = false;
+inline void poison(const void*, std::size_t) noexcept {}
+inline void unpoison(const void*, std::size_t) noexcept {}
+#endif
 
 // tophash markers: the byte of a slot that holds no entry, or of a slot of an
 // old bucket that has been evacuated (Go's names and values).
@@ -175,11 +212,12 @@ template <class Slot>
 void* slot_at(bucket<Slot>* b, unsigned i) noexcept {
     return b->raw + bucket<Slot>::slots_offset + i * sizeof(Slot);
 }
-// An empty chain of one bucket: every slot empty_rest, no overflow.
+// An empty chain of one bucket: every slot empty_rest (and poisoned), no overflow.
 template <class Slot>
 void init_bucket(bucket<Slot>* b) noexcept {
     std::memset(b->raw, empty_rest, bucket_cnt);
     ::new (static_cast<void*>(b->raw + bucket<Slot>::overflow_offset)) bucket<Slot>*(nullptr);
+    poison(b->raw + bucket<Slot>::slots_offset, bucket_cnt * sizeof(Slot));
 }
 // Evacuation marks every slot of an old bucket, so the first slot tells.
 template <class Slot>
