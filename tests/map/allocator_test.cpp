@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <memory_resource>
@@ -83,6 +84,57 @@ TEST(Allocators, StdAllocatorIsNotRounded) {
     EXPECT_EQ(s.B, 11);
     EXPECT_EQ(s.overflow_preallocated_left, 128u) << "exactly 2^(B-4): no rounding for std::allocator";
     EXPECT_EQ(s.bucket_array_bytes, (2048 + 128) * s.bucket_bytes);
+}
+
+// The map finds an allocator's extra abilities by its members, not its name:
+// any allocator with good_size(n) gets its arrays rounded up (the tail
+// becoming preallocated overflow buckets), and one with allocate_zeroed(n)
+// gets the cleared arrays from it; both go back through its deallocate.
+template <class T>
+struct hooked_allocator {
+    using value_type = T;
+    spanmap_test::ledger* ledger;
+    std::size_t* zeroed;
+
+    hooked_allocator(spanmap_test::ledger* l, std::size_t* z) noexcept : ledger(l), zeroed(z) {}
+    template <class U>
+    hooked_allocator(const hooked_allocator<U>& o) noexcept : ledger(o.ledger), zeroed(o.zeroed) {}
+    T* allocate(std::size_t n) { return static_cast<T*>(ledger->allocate(n * sizeof(T), alignof(T))); }
+    void deallocate(T* p, std::size_t n) noexcept { ledger->deallocate(p, n * sizeof(T), alignof(T)); }
+    T* allocate_zeroed(std::size_t n) {
+        ++*zeroed;
+        T* p = allocate(n);
+        std::memset(static_cast<void*>(p), 0, n * sizeof(T));
+        return p;
+    }
+    // Rounds every block up to whole 4 KiB pages, as a page allocator would.
+    std::size_t good_size(std::size_t n) const noexcept { return (n * sizeof(T) + 4095) / 4096 * 4096 / sizeof(T); }
+    template <class U>
+    friend bool operator==(const hooked_allocator& a, const hooked_allocator<U>& b) noexcept {
+        return a.ledger == b.ledger;
+    }
+};
+
+TEST(Allocators, HooksAreFoundByTheirMembers) {
+    spanmap_test::ledger l;
+    std::size_t zeroed = 0;
+    using A = hooked_allocator<std::pair<const std::uint64_t, std::uint64_t>>;
+    {
+        spanmap::map<std::uint64_t, std::uint64_t, spanmap::hash<std::uint64_t>, std::equal_to<std::uint64_t>, A> m{
+            A(&l, &zeroed)};
+        m.reserve(13 * 1024);  // B = 11, cleared up front
+        const auto s = m.stats();
+        EXPECT_EQ(s.B, 11);
+        const std::size_t page_bytes = ((2048 + 128) * s.bucket_bytes + 4095) / 4096 * 4096;
+        EXPECT_EQ(s.overflow_preallocated_left, page_bytes / s.bucket_bytes - 2048) << "2^(B-4), rounded up by good_size";
+        EXPECT_GT(s.overflow_preallocated_left, 128u);
+        EXPECT_EQ(s.bucket_array_bytes, page_bytes);
+        EXPECT_EQ(zeroed, 1u);
+        for (std::uint64_t i = 0; i < 30000; ++i) m[i] = i;  // one doubling, lazily initialised
+        EXPECT_EQ(zeroed, 1u);
+        for (std::uint64_t i = 0; i < 30000; ++i) ASSERT_EQ(m.at(i), i);
+    }
+    EXPECT_EQ(l.bytes, 0u) << "every array went back through the allocator that made it";
 }
 
 TEST(Allocators, ArenaArraysAreWhatTheArenaHandedOut) {

@@ -12,6 +12,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <ranges>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -256,6 +257,172 @@ TYPED_TEST(Conformance, MutationThroughIterators) {
     for (const auto& [k, v] : m) EXPECT_EQ(v, this->val(7));
 }
 
+// The idioms that need *it to be a real value_type& (not a proxy).
+TYPED_TEST(Conformance, ReferencesAreValueTypeReferences) {
+    using Map = typename TestFixture::map_type;
+    using value_type = typename Map::value_type;
+    static_assert(std::is_same_v<value_type, std::pair<const typename Map::key_type, typename Map::mapped_type>>);
+    static_assert(std::is_same_v<typename Map::reference, value_type&>);
+    static_assert(std::is_same_v<typename Map::const_reference, const value_type&>);
+    static_assert(std::is_same_v<std::iter_reference_t<typename Map::iterator>, value_type&>);
+    static_assert(std::is_same_v<std::iter_reference_t<typename Map::const_iterator>, const value_type&>);
+    static_assert(std::is_base_of_v<std::forward_iterator_tag,
+                                    typename std::iterator_traits<typename Map::iterator>::iterator_category>);
+    static_assert(std::is_convertible_v<typename Map::iterator, typename Map::const_iterator>);
+
+    Map m;
+    for (int i = 0; i < 200; ++i) m[this->key(i)] = this->val(i);
+    // for (auto& [k, v] : m) and for (auto& kv : m) write through to the map.
+    for (auto& [k, v] : m) v = v + v;
+    for (auto& kv : m) kv.second = kv.second + this->val(1);
+    for (int i = 0; i < 200; ++i) EXPECT_EQ(m.at(this->key(i)), this->val(i) + this->val(i) + this->val(1));
+    // A named reference to the pair, and its address, are the slot's.
+    auto it = m.find(this->key(42));
+    value_type& r = *it;
+    value_type* address = &*it;
+    EXPECT_EQ(&r, address);
+    EXPECT_EQ(&r.second, &it->second);
+    EXPECT_EQ(&*m.find(this->key(42)), address) << "lookups do not move entries";
+    r.second = this->val(4242);
+    EXPECT_EQ(m.at(this->key(42)), this->val(4242));
+    const Map& cm = m;
+    const value_type& cr = *cm.find(this->key(42));
+    EXPECT_EQ(&cr, address);
+}
+
+TYPED_TEST(Conformance, KeysAndValuesViews) {
+    using Map = typename TestFixture::map_type;
+    Map m;
+    std::vector<typename Map::key_type> expected_keys;
+    for (int i = 0; i < 300; ++i) {
+        m[this->key(i)] = this->val(i);
+        expected_keys.push_back(this->key(i));
+    }
+    std::vector<typename Map::key_type> keys;
+    for (const auto& k : m | std::views::keys) keys.push_back(k);
+    std::sort(keys.begin(), keys.end());
+    std::sort(expected_keys.begin(), expected_keys.end());
+    EXPECT_EQ(keys, expected_keys);
+    for (auto& v : m | std::views::values) v = this->val(9);
+    for (const auto& v : std::views::values(std::as_const(m))) EXPECT_EQ(v, this->val(9));
+    EXPECT_EQ(std::ranges::distance(m | std::views::keys), 300);
+}
+
+TYPED_TEST(Conformance, EqualRange) {
+    using Map = typename TestFixture::map_type;
+    Map m;
+    for (int i = 0; i < 100; ++i) m[this->key(i)] = this->val(i);
+    auto [first, last] = m.equal_range(this->key(7));
+    ASSERT_EQ(std::distance(first, last), 1);
+    EXPECT_EQ(first->first, this->key(7));
+    EXPECT_EQ(first->second, this->val(7));
+    EXPECT_TRUE(std::next(first) == last);
+    const Map& cm = m;
+    auto [cfirst, clast] = cm.equal_range(this->key(1000));
+    EXPECT_TRUE(cfirst == clast);
+    EXPECT_TRUE(cfirst == cm.end());
+}
+
+TYPED_TEST(Conformance, ExtractAndInsertNodes) {
+    using Map = typename TestFixture::map_type;
+    Map m;
+    for (int i = 0; i < 500; ++i) m[this->key(i)] = this->val(i);
+
+    typename Map::node_type nh = m.extract(this->key(3));  // by key
+    ASSERT_FALSE(nh.empty());
+    EXPECT_TRUE(static_cast<bool>(nh));
+    EXPECT_EQ(nh.key(), this->key(3));
+    EXPECT_EQ(nh.mapped(), this->val(3));
+    EXPECT_EQ(m.size(), 499u);
+    EXPECT_FALSE(m.contains(this->key(3)));
+    EXPECT_TRUE(m.extract(this->key(3)).empty()) << "an absent key gives an empty node";
+
+    // A node's key may be changed before it goes back in.
+    nh.key() = this->key(1000);
+    nh.mapped() = this->val(1000);
+    typename Map::insert_return_type r = m.insert(std::move(nh));
+    EXPECT_TRUE(r.inserted);
+    EXPECT_TRUE(r.node.empty());
+    EXPECT_EQ(r.position->first, this->key(1000));
+    EXPECT_EQ(m.at(this->key(1000)), this->val(1000));
+    EXPECT_EQ(m.size(), 500u);
+
+    // By iterator; a node whose key is present comes back untouched.
+    auto it = m.find(this->key(10));
+    typename Map::node_type n10 = m.extract(it);
+    EXPECT_EQ(n10.key(), this->key(10));
+    EXPECT_EQ(m.size(), 499u);
+    m[this->key(10)] = this->val(11);
+    auto again = m.insert(std::move(n10));
+    EXPECT_FALSE(again.inserted);
+    ASSERT_FALSE(again.node.empty());
+    EXPECT_EQ(again.node.key(), this->key(10));
+    EXPECT_EQ(again.node.mapped(), this->val(10));
+    EXPECT_EQ(again.position->first, this->key(10));
+    EXPECT_EQ(again.position->second, this->val(11));
+
+    // An empty node inserts nothing.
+    auto none = m.insert(typename Map::node_type());
+    EXPECT_FALSE(none.inserted);
+    EXPECT_TRUE(none.position == m.end());
+    // The hinted form returns the position.
+    auto pos = m.insert(m.cbegin(), m.extract(this->key(20)));
+    EXPECT_EQ(pos->first, this->key(20));
+    EXPECT_EQ(m.size(), 500u);
+
+    // Nodes move between maps of the same type.
+    Map other;
+    for (int i = 100; i < 150; ++i) other.insert(m.extract(this->key(i)));
+    EXPECT_EQ(other.size(), 50u);
+    EXPECT_EQ(m.size(), 450u);
+    for (int i = 100; i < 150; ++i) EXPECT_FALSE(m.contains(this->key(i)));
+    EXPECT_EQ(other.at(this->key(105)), this->val(105));
+}
+
+TYPED_TEST(Conformance, Merge) {
+    using Map = typename TestFixture::map_type;
+    Map a, b;
+    for (int i = 0; i < 300; ++i) a[this->key(i)] = this->val(i);
+    for (int i = 200; i < 600; ++i) b[this->key(i)] = this->val(i + 1);
+    a.merge(b);
+    EXPECT_EQ(a.size(), 600u);
+    EXPECT_EQ(b.size(), 100u) << "keys a already had stay in b";
+    for (int i = 0; i < 300; ++i) EXPECT_EQ(a.at(this->key(i)), this->val(i));
+    for (int i = 300; i < 600; ++i) EXPECT_EQ(a.at(this->key(i)), this->val(i + 1));
+    for (int i = 200; i < 300; ++i) EXPECT_EQ(b.at(this->key(i)), this->val(i + 1));
+    Map c;
+    c[this->key(7000)] = this->val(1);
+    a.merge(std::move(c));
+    EXPECT_EQ(a.size(), 601u);
+    EXPECT_TRUE(c.empty());
+}
+
+TYPED_TEST(Conformance, RehashReserveAndMaxLoadFactor) {
+    using Map = typename TestFixture::map_type;
+    Map m;
+    for (int i = 0; i < 100; ++i) m[this->key(i)] = this->val(i);
+    const auto before = TestFixture::contents(m);
+    m.rehash(4096);
+    EXPECT_GE(m.bucket_count(), 4096u);
+    EXPECT_EQ(TestFixture::contents(m), before);
+    m.rehash(0);
+    EXPECT_EQ(TestFixture::contents(m), before);
+
+    Map r;
+    r.reserve(5000);
+    const auto buckets = r.bucket_count();
+    EXPECT_GE(static_cast<double>(buckets) * r.max_load_factor(), 5000.0);
+    for (int i = 0; i < 5000; ++i) r[this->key(i)] = this->val(i);
+    EXPECT_EQ(r.bucket_count(), buckets) << "reserve(n) makes room for n entries";
+
+    // The setter is accepted; the map keeps its contents and its bound.
+    const float mlf = r.max_load_factor();
+    r.max_load_factor(mlf);
+    EXPECT_EQ(r.max_load_factor(), mlf);
+    EXPECT_LE(r.load_factor(), r.max_load_factor());
+    EXPECT_EQ(r.size(), 5000u);
+}
+
 TYPED_TEST(Conformance, CopyAndMove) {
     using Map = typename TestFixture::map_type;
     Map m;
@@ -364,6 +531,55 @@ TEST(SpanmapConformance, IteratorConcepts) {
     std::pair<const int, std::string> p = *m.find(1);
     EXPECT_EQ(p.second, "one");
     EXPECT_EQ(M::max_load_factor(), 6.5f);
+}
+
+// The README's table of bucket bytes for pair slots.
+TEST(SpanmapConformance, BucketBytesPerLayout) {
+    EXPECT_EQ((spanmap::map<std::uint64_t, std::uint64_t>().stats().bucket_bytes), 144u);
+    EXPECT_EQ((spanmap::map<std::uint64_t, std::uint8_t>().stats().bucket_bytes), 144u);
+    EXPECT_EQ((spanmap::map<std::uint32_t, std::uint64_t>().stats().bucket_bytes), 144u);
+    EXPECT_EQ((spanmap::map<std::uint8_t, std::uint64_t>().stats().bucket_bytes), 144u);
+    EXPECT_EQ((spanmap::map<std::uint32_t, std::uint32_t>().stats().bucket_bytes), 80u);
+    EXPECT_EQ((spanmap::map<std::string, std::uint64_t>().stats().bucket_bytes), 8 + 8 * (sizeof(std::string) + 8) + 8);
+}
+
+TEST(SpanmapConformance, DeductionGuides) {
+    const std::vector<std::pair<int, std::string>> v{{1, "one"}, {2, "two"}, {3, "three"}};
+    spanmap::map m(v.begin(), v.end());
+    std::unordered_map s(v.begin(), v.end());
+    static_assert(std::is_same_v<decltype(m), spanmap::map<int, std::string>>);
+    static_assert(std::is_same_v<decltype(s), std::unordered_map<int, std::string>>);
+    ASSERT_EQ(m.size(), s.size());
+    for (const auto& [k, val] : s) EXPECT_EQ(m.at(k), val);
+
+    spanmap::map l{std::pair<int, double>{1, 1.5}, std::pair<int, double>{2, 2.5}};
+    static_assert(std::is_same_v<decltype(l), spanmap::map<int, double>>);
+    EXPECT_EQ(l.at(2), 2.5);
+
+    using A = std::allocator<std::pair<const int, std::string>>;
+    spanmap::map ma(v.begin(), v.end(), 0, A());
+    static_assert(std::is_same_v<decltype(ma),
+                                 spanmap::map<int, std::string, spanmap::hash<int>, std::equal_to<int>, A>>);
+    EXPECT_EQ(ma.at(3), "three");
+    spanmap::map copy(m);
+    static_assert(std::is_same_v<decltype(copy), decltype(m)>);
+}
+
+TEST(SpanmapConformance, NodesComeFromTheMapsAllocator) {
+    spanmap_test::ledger l;
+    using A = spanmap_test::tracking_allocator<std::pair<const int, std::string>>;
+    {
+        spanmap::map<int, std::string, spanmap::hash<int>, std::equal_to<int>, A> m{A(&l)};
+        for (int i = 0; i < 100; ++i) m[i] = std::string(40, 'a');
+        const auto blocks = l.allocations;
+        auto nh = m.extract(5);
+        EXPECT_EQ(l.allocations, blocks + 1) << "the node is one block from the map's allocator";
+        EXPECT_TRUE(nh.get_allocator() == m.get_allocator());
+        auto dropped = m.extract(6);  // destroyed with its node
+        m.insert(std::move(nh));
+        EXPECT_EQ(m.at(5), std::string(40, 'a'));
+    }
+    EXPECT_EQ(l.bytes, 0u);
 }
 
 TEST(SpanmapConformance, TransparentStringLookup) {

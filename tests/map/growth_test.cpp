@@ -109,7 +109,7 @@ TEST(Growth, PreallocatedOverflowBucketsFromBFour) {
     EXPECT_EQ(s.B, 10);
     EXPECT_EQ(s.overflow_preallocated_left, 64u);
     EXPECT_EQ(s.bucket_array_bytes, (1024 + 64) * s.bucket_bytes);
-    EXPECT_EQ(s.bucket_bytes, 8 + 8 * 8 + 8 * 8 + 8u) << "tophash[8], 8 keys, 8 values, overflow pointer";
+    EXPECT_EQ(s.bucket_bytes, 8 + 8 * 16 + 8u) << "tophash[8], 8 pairs of two words, overflow pointer";
 }
 
 TEST(Growth, ArenaArrayIsRoundedToWhatTheAllocatorHandsOut) {

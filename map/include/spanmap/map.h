@@ -8,22 +8,37 @@
 // bucket; the top 8 bits ("tophash") are kept in the bucket so that a probe
 // compares one byte per slot and touches a key only when the byte matches.
 // A bucket holds 8 slots; a ninth key for a bucket goes into an overflow
-// bucket chained behind it. Keys and values are kept apart, so that padding is
-// paid once per 8 slots rather than once per entry (map<uint64_t, uint8_t>
-// needs 8+64+8+8 = 88 bytes per bucket, not 8+128+8):
+// bucket chained behind it. Each slot is one std::pair<const Key, T> — the
+// map's value_type — so that *it is a real value_type& as in every standard
+// map (Go keeps the 8 keys, then the 8 values):
 //
-//   struct bucket {                  // alignas(max(alignof(key), alignof(value), alignof(bucket*)))
+//   struct bucket {                  // alignas(max(alignof(slot), alignof(bucket*)))
 //       uint8_t  tophash[8];         // top byte of each slot's hash, or a marker (below)
-//       Key      keys[8];            // Key* when the key is stored indirectly
-//       T        values[8];          // T*   when the value is stored indirectly
+//       slot     slots[8];           // std::pair<const Key, T>, or a pointer to one (indirect)
 //       bucket*  overflow;           // next bucket of this chain, or nullptr
-//   };                               // padding between the parts as alignment needs
+//   };                               // padding after tophash and inside each pair as alignment needs
 //
-// A key or value bigger than 128 bytes is stored indirectly (a pointer in the
-// slot to an object allocated separately), as in Go; so is one whose move
-// constructor may throw, because evacuation moves entries and must not fail
-// half-way. All memory — bucket arrays, overflow buckets, indirect keys and
-// values — comes from the map's Allocator, rebound with std::allocator_traits.
+// The price is the pair's own padding, paid once per slot instead of once
+// per bucket when the key and the value differ in alignment. Bucket bytes,
+// then bytes per entry of a full bucket (/ 8) and at the load factor (/ 6.5),
+// on 64-bit (the test BucketBytesPerLayout checks the pair column):
+//
+//   key, value           Go layout           pair slots
+//   u64, u64          144 B: 18.0 / 22.2   144 B: 18.0 / 22.2
+//   u64, u8            88 B: 11.0 / 13.5   144 B: 18.0 / 22.2
+//   u32, u64          112 B: 14.0 / 17.2   144 B: 18.0 / 22.2
+//   u8,  u64           88 B: 11.0 / 13.5   144 B: 18.0 / 22.2
+//   u32, u32           80 B: 10.0 / 12.3    80 B: 10.0 / 12.3
+//   string, u64       336 B: 42.0 / 51.7   336 B: 42.0 / 51.7
+//
+// (map_stats::bucket_bytes reports the figure for any instantiation.)
+//
+// A slot holds a pointer to a separately allocated pair when the key or the
+// value is bigger than 128 bytes (Go's rule, though Go puts only the big part
+// behind a pointer), or when either's move constructor may throw, because
+// evacuation moves entries and must not fail half-way. All memory — bucket
+// arrays, overflow buckets, indirect pairs — comes from the map's Allocator,
+// rebound with std::allocator_traits.
 // From B = 4 on, an array carries 2^(B-4) extra buckets that serve as the
 // first overflow buckets, and it is rounded up to what the allocator really
 // hands out (Go's roundupsize; spanmap::good_size for the arena allocator).
@@ -65,14 +80,9 @@
 //
 // ## Iterators and references
 //
-// Slots are laid out as keys[8] then values[8], so there is no
-// std::pair<const Key, T> object to refer to: *it is an entry_ref, a pair of
-// references {const Key& first; T& second;}. it->first, it->second and
-// `for (auto&& [k, v] : m)` / `for (const auto& [k, v] : m)` work as with
-// std::unordered_map; `for (auto& kv : m)` does not (a reference cannot bind to
-// the proxy). The iterators are C++20 forward iterators (iterator_concept);
-// their iterator_category is input_iterator_tag because *it is not a
-// value_type&.
+// *it is the slot's std::pair<const Key, T>&, and the iterators are forward
+// iterators, so everything written for std::unordered_map's iterators
+// (`for (auto& [k, v] : m)`, `&*it`, std::views::keys) works unchanged.
 //
 //   - Iterating a map that is not modified visits every entry once, in a fixed order.
 //   - find(), contains(), count(), at() and iteration never move entries.
@@ -105,6 +115,7 @@
 // been started by then; that moves no entry and changes no contents.
 
 #include <spanmap/alloc.h>
+#include <spanmap/detail/bucket.h>
 #include <spanmap/hash.h>
 #include <spanmap/map_stats.h>
 
@@ -120,8 +131,10 @@
 #include <functional>
 #include <initializer_list>
 #include <iterator>
+#include <limits>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
@@ -129,180 +142,6 @@
 
 namespace spanmap {
 
-// *it of a map iterator: references to the key and the value of one slot.
-// K is const Key; V is T (iterator) or const T (const_iterator).
-template <class K, class V>
-struct entry_ref {
-    K& first;
-    V& second;
-
-    constexpr entry_ref(K& k, V& v) noexcept : first(k), second(v) {}
-    // iterator's reference -> const_iterator's reference
-    template <class V2>
-        requires(std::is_same_v<const V2, V> && !std::is_same_v<V2, V>)
-    constexpr entry_ref(const entry_ref<K, V2>& r) noexcept : first(r.first), second(r.second) {}
-    // Views of a value_type, so that std::common_reference (and with it the
-    // C++20 iterator concepts) relates entry_ref and std::pair<const Key, T>.
-    template <class U>
-        requires std::is_convertible_v<U&, V&>
-    constexpr entry_ref(std::pair<K, U>& p) noexcept : first(p.first), second(p.second) {}
-    template <class U>
-        requires std::is_convertible_v<const U&, V&>
-    constexpr entry_ref(const std::pair<K, U>& p) noexcept : first(p.first), second(p.second) {}
-
-    // A copy as a pair (std::pair<const Key, T>, std::pair<Key, T>, ...).
-    template <class A, class B>
-        requires(std::is_constructible_v<A, K&> && std::is_constructible_v<B, V&>)
-    constexpr operator std::pair<A, B>() const {
-        return std::pair<A, B>(first, second);
-    }
-};
-
-namespace detail {
-
-// tophash markers: the byte of a slot that holds no entry, or of a slot of an
-// old bucket that has been evacuated (Go's names and values).
-enum tophash_marker : std::uint8_t {
-    empty_rest = 0,       // empty, and so is every later slot of this chain
-    empty_one = 1,        // empty
-    evacuated_x = 2,      // entry moved to the same index of the new array
-    evacuated_y = 3,      // entry moved to another index of the new array
-    evacuated_empty = 4,  // empty, and the bucket is evacuated
-    min_top_hash = 5,     // a live slot's tophash is at least this
-};
-static_assert(empty_rest == 0,
-              "a cleared bucket (zero bytes, e.g. from allocate_zeroed) must read as empty_rest in every slot");
-static_assert(empty_one == empty_rest + 1, "is_empty(t) is t <= empty_one");
-static_assert(evacuated_y == evacuated_x + 1,
-              "evacuation writes evacuated_x + use_y, use_y being 0 (X) or 1 (Y)");
-static_assert(min_top_hash == evacuated_empty + 1,
-              "tophash_of() lifts every hash byte below min_top_hash by min_top_hash, so a live slot's byte is "
-              ">= min_top_hash and can never be read as a marker");
-
-inline constexpr unsigned bucket_cnt = 8;            // slots per bucket
-inline constexpr std::size_t max_direct_size = 128;  // bigger keys and values are stored indirectly
-
-// Load factor 6.5 (entries per bucket) as 13/2, so the trigger is integer
-// arithmetic. Go chose it from this measurement of maximally loaded tables
-// (just before they grow), 8-byte keys and values, 64-bit. Columns: buckets
-// that have an overflow bucket; overhead bytes per key/value pair; entries
-// checked to find a present key; entries checked to miss (counting every
-// entry of the chain, before tophash filtering):
-//
-//   load factor   buckets with overflow   bytes/entry   hit probe   miss probe
-//       4.0               2.1 %              20.8          3.00         4.0
-//       4.5               4.1 %              17.3          3.25         4.5
-//       5.0               6.9 %              14.8          3.50         5.0
-//       5.5              10.6 %              12.9          3.75         5.5
-//       6.0              15.3 %              11.7          4.00         6.0
-//       6.5              20.9 %              10.8          4.25         6.5
-//       7.0              27.1 %              10.2          4.50         7.0
-//       7.5              34.0 %               9.7          4.75         7.5
-//       8.0              41.1 %               9.4          5.00         8.0
-//
-// 6.5 is where bytes per entry stop falling fast while a fifth of the buckets
-// have an overflow bucket. (go1.21 computed 13*(2^B/2) as 6*2^B by an integer
-// slip, golang/go#63438; ours is 6.5.) The bench BM_LoadFactorTable in
-// bench/map_bench.cpp re-measures all four columns with spanmap::hash (and,
-// up to 6.5, the first two on a real spanmap::map); it lands within 0.5 of
-// every number above.
-inline constexpr std::size_t load_factor_num = 13;
-inline constexpr std::size_t load_factor_den = 2;
-
-// Go's overLoadFactor: would `count` entries overload 2^B buckets?
-constexpr bool over_load_factor(std::size_t count, std::uint8_t B) noexcept {
-    return count > bucket_cnt && count > load_factor_num * ((std::size_t{1} << B) / load_factor_den);
-}
-
-// Go's tooManyOverflowBuckets: about as many overflow buckets as buckets
-// (capped at 2^15, since noverflow is approximate from B = 16 on).
-constexpr bool too_many_overflow_buckets(std::uint32_t noverflow, std::uint8_t B) noexcept {
-    return noverflow >= (std::uint32_t{1} << std::min<std::uint8_t>(B, 15));
-}
-
-// The smallest B that holds n entries without growing (Go's makemap).
-constexpr std::uint8_t b_for_count(std::size_t n) noexcept {
-    std::uint8_t B = 0;
-    while (over_load_factor(n, B)) ++B;
-    return B;
-}
-
-constexpr std::uint8_t tophash_of(std::uint64_t hash) noexcept {
-    const auto top = static_cast<std::uint8_t>(hash >> 56);
-    return top < min_top_hash ? static_cast<std::uint8_t>(top + min_top_hash) : top;
-}
-
-constexpr std::size_t round_up(std::size_t n, std::size_t align) noexcept { return (n + align - 1) / align * align; }
-
-// A bucket's 8 tophash bytes read as one word, slot i in byte i (bits
-// 8i..8i+7), so a probe tests all 8 slots with a few word operations instead
-// of a loop. Each test returns a mask with the high bit of every selected
-// byte set; slots are taken from it lowest first (the order of the slots).
-struct tophash_word {
-    static constexpr std::uint64_t lsb = 0x0101010101010101ULL;
-    static constexpr std::uint64_t msb = 0x8080808080808080ULL;
-
-    std::uint64_t w;
-
-    static tophash_word load(const unsigned char* tophash) noexcept {
-        std::uint64_t w;
-        std::memcpy(&w, tophash, sizeof w);
-        if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
-        return {w};
-    }
-    // Exactly the zero bytes: (b & 0x7f) + 0x7f carries into bit 7 for any
-    // nonzero low bits and never into the next byte.
-    static constexpr std::uint64_t zero_bytes(std::uint64_t x) noexcept { return ~(((x & ~msb) + ~msb) | x) & msb; }
-    constexpr std::uint64_t matching(std::uint8_t top) const noexcept { return zero_bytes(w ^ (lsb * top)); }
-    constexpr std::uint64_t empty() const noexcept { return zero_bytes(w & ~lsb); }  // empty_rest or empty_one
-    constexpr bool has_empty_rest() const noexcept { return zero_bytes(w) != 0; }
-
-    static constexpr unsigned first(std::uint64_t mask) noexcept { return static_cast<unsigned>(std::countr_zero(mask)) / 8; }
-};
-static_assert(tophash_word::zero_bytes(0x0100ff7f80000001ULL) == 0x0080000000808000ULL);
-static_assert(tophash_word{0x0100ff7f80000001ULL}.empty() == 0x8080000000808080ULL,
-              "empty() selects the bytes equal to empty_rest (0) or empty_one (1)");
-
-// Stored behind a pointer: too big to copy around in buckets (Go's rule), or
-// a move that may throw (evacuation must not fail half-way).
-template <class U>
-inline constexpr bool stored_indirectly = sizeof(U) > max_direct_size || !std::is_nothrow_move_constructible_v<U>;
-
-template <class A>
-inline constexpr bool is_spanmap_allocator = false;
-template <class U>
-inline constexpr bool is_spanmap_allocator<spanmap::allocator<U>> = true;
-
-// Does H take the map's seed itself (spanmap::hash does), or do we mix it in?
-template <class H, class K>
-concept seeded_hasher = requires(const H& h, const K& k, std::uint64_t seed) {
-    { h(k, seed) } -> std::convertible_to<std::uint64_t>;
-};
-
-template <class H, class K>
-consteval bool nothrow_hasher() {
-    if constexpr (seeded_hasher<H, K>) {
-        return noexcept(std::declval<const H&>()(std::declval<const K&>(), std::uint64_t{}));
-    } else {
-        return noexcept(std::declval<const H&>()(std::declval<const K&>()));
-    }
-}
-
-[[noreturn]] inline void fatal(const char* what) noexcept {
-    // stderr is unbuffered: nothing is allocated on the way out.
-    std::fputs("fatal error: ", stderr);
-    std::fputs(what, stderr);
-    std::fputc('\n', stderr);
-    std::abort();
-}
-
-template <class Ref>
-struct arrow_proxy {
-    Ref ref;
-    Ref* operator->() noexcept { return &ref; }
-};
-
-}  // namespace detail
 
 template <class Key, class T, class Hash = spanmap::hash<Key>, class KeyEqual = std::equal_to<Key>,
           class Allocator = spanmap::allocator<std::pair<const Key, T>>>
@@ -316,33 +155,20 @@ public:
     using hasher = Hash;
     using key_equal = KeyEqual;
     using allocator_type = Allocator;
-    using reference = entry_ref<const Key, T>;
-    using const_reference = entry_ref<const Key, const T>;
+    using reference = value_type&;
+    using const_reference = const value_type&;
+    using pointer = typename std::allocator_traits<Allocator>::pointer;
+    using const_pointer = typename std::allocator_traits<Allocator>::const_pointer;
 
     static_assert(std::is_same_v<typename std::allocator_traits<Allocator>::value_type, value_type>,
                   "Allocator::value_type must be std::pair<const Key, T>");
 
 private:
     // --- bucket layout (see the pseudo-struct above) ---------------------------
-    static constexpr bool indirect_key = detail::stored_indirectly<Key>;
-    static constexpr bool indirect_value = detail::stored_indirectly<T>;
-    using key_slot = std::conditional_t<indirect_key, Key*, Key>;
-    using value_slot = std::conditional_t<indirect_value, T*, T>;
+    static constexpr bool indirect = detail::stored_indirectly<Key> || detail::stored_indirectly<T>;
+    using slot_type = std::conditional_t<indirect, value_type*, value_type>;
 
-    struct bucket;
-    struct layout {
-        static constexpr std::size_t keys = detail::round_up(detail::bucket_cnt, alignof(key_slot));
-        static constexpr std::size_t values =
-            detail::round_up(keys + detail::bucket_cnt * sizeof(key_slot), alignof(value_slot));
-        static constexpr std::size_t overflow =
-            detail::round_up(values + detail::bucket_cnt * sizeof(value_slot), alignof(bucket*));
-        static constexpr std::size_t align = std::max({alignof(key_slot), alignof(value_slot), alignof(bucket*)});
-        static constexpr std::size_t size = detail::round_up(overflow + sizeof(bucket*), align);
-    };
-    struct alignas(layout::align) bucket {
-        unsigned char raw[layout::size];
-    };
-    static_assert(sizeof(bucket) == layout::size);
+    using bucket = detail::bucket<slot_type>;
 
     // --- allocators -------------------------------------------------------------
     using alloc_traits = std::allocator_traits<Allocator>;
@@ -414,21 +240,31 @@ public:
     template <bool Const>
     class basic_iterator {
     public:
-        using iterator_concept = std::forward_iterator_tag;
-        using iterator_category = std::input_iterator_tag;
+        using iterator_category = std::forward_iterator_tag;
         using value_type = std::pair<const Key, T>;
         using difference_type = std::ptrdiff_t;
-        using reference = entry_ref<const Key, std::conditional_t<Const, const T, T>>;
-        using pointer = detail::arrow_proxy<reference>;
+        using reference = std::conditional_t<Const, const value_type&, value_type&>;
+        using pointer = std::conditional_t<Const, const value_type*, value_type*>;
 
         basic_iterator() = default;
         template <bool C>
             requires(Const && !C)
-        basic_iterator(const basic_iterator<C>& it) noexcept : m_(it.m_), p_(it.p_) {}
+        basic_iterator(const basic_iterator<C>& it) noexcept : m_(it.m_), p_(it.p_) {
+#if SPANMAP_MAP_GENERATIONS
+            gen_ = it.gen_;
+#endif
+        }
 
-        reference operator*() const noexcept { return reference(key_at(p_.b, p_.i), value_at(p_.b, p_.i)); }
-        pointer operator->() const noexcept { return pointer{**this}; }
+        reference operator*() const noexcept {
+            check();
+            return entry_at(p_.b, p_.i);
+        }
+        pointer operator->() const noexcept {
+            check();
+            return &entry_at(p_.b, p_.i);
+        }
         basic_iterator& operator++() noexcept {
+            check();
             ++p_.i;
             m_->settle(p_);
             return *this;
@@ -446,13 +282,104 @@ public:
         friend class map;
         template <bool>
         friend class basic_iterator;
-        basic_iterator(const map* m, const position& p) noexcept : m_(m), p_(p) {}
+        basic_iterator(const map* m, const position& p) noexcept : m_(m), p_(p) {
+#if SPANMAP_MAP_GENERATIONS
+            gen_ = m->generation_;
+#endif
+        }
+        void check() const noexcept {
+#if SPANMAP_MAP_GENERATIONS
+            if (m_ && m_->generation_ != gen_)
+                detail::fatal("spanmap::map iterator used after the map moved its entries (a growth, clear or assignment)");
+#endif
+        }
 
         const map* m_ = nullptr;
         position p_;
+#if SPANMAP_MAP_GENERATIONS
+        std::uint32_t gen_ = 0;
+#endif
     };
     using iterator = basic_iterator<false>;
     using const_iterator = basic_iterator<true>;
+
+    // An entry taken out of a map (extract) that another map of the same
+    // allocator can take in (insert). A slot cannot leave its bucket, so the
+    // node is a separate allocation of the entry, made with the map's
+    // allocator. It holds a std::pair<Key, T> rather than the map's
+    // std::pair<const Key, T>: key() hands out a Key& that may be assigned,
+    // and that needs a key that is not const.
+    class node_type {
+        using pair_type = std::pair<Key, T>;
+        using pair_alloc = typename std::allocator_traits<Allocator>::template rebind_alloc<pair_type>;
+        using pair_traits = std::allocator_traits<pair_alloc>;
+
+    public:
+        using key_type = Key;
+        using mapped_type = T;
+        using allocator_type = Allocator;
+
+        constexpr node_type() noexcept = default;
+        node_type(node_type&& o) noexcept : p_(std::exchange(o.p_, nullptr)), alloc_(std::move(o.alloc_)) {
+            o.alloc_.reset();
+        }
+        node_type& operator=(node_type&& o) noexcept {
+            if (this != &o) {
+                reset();
+                p_ = std::exchange(o.p_, nullptr);
+                alloc_ = std::move(o.alloc_);
+                o.alloc_.reset();
+            }
+            return *this;
+        }
+        ~node_type() { reset(); }
+
+        [[nodiscard]] bool empty() const noexcept { return p_ == nullptr; }
+        explicit operator bool() const noexcept { return p_ != nullptr; }
+        allocator_type get_allocator() const { return *alloc_; }
+        key_type& key() const noexcept { return p_->first; }
+        mapped_type& mapped() const noexcept { return p_->second; }
+
+        void swap(node_type& o) noexcept {
+            std::swap(p_, o.p_);
+            std::swap(alloc_, o.alloc_);
+        }
+        friend void swap(node_type& a, node_type& b) noexcept { a.swap(b); }
+
+    private:
+        friend class map;
+        // Takes the entry e out (moved where that cannot throw, copied
+        // otherwise, so that a throw leaves e as it was).
+        node_type(const Allocator& alloc, value_type& e) : alloc_(alloc) {
+            pair_alloc a(*alloc_);
+            pair_type* p = pair_traits::allocate(a, 1);
+            try {
+                pair_traits::construct(a, p, std::move_if_noexcept(const_cast<Key&>(e.first)),
+                                       std::move_if_noexcept(e.second));
+            } catch (...) {
+                pair_traits::deallocate(a, p, 1);
+                throw;
+            }
+            p_ = p;
+        }
+        void reset() noexcept {
+            if (p_) {
+                pair_alloc a(*alloc_);
+                pair_traits::destroy(a, p_);
+                pair_traits::deallocate(a, p_, 1);
+                p_ = nullptr;
+            }
+            alloc_.reset();
+        }
+
+        pair_type* p_ = nullptr;
+        std::optional<Allocator> alloc_;
+    };
+    struct insert_return_type {
+        iterator position;
+        bool inserted;
+        node_type node;
+    };
 
     // --- construction -------------------------------------------------------------
     map() noexcept(noexcept(Hash()) && noexcept(KeyEqual()) && noexcept(Allocator())) : map(0) {}
@@ -476,11 +403,20 @@ public:
         : map(n ? n : init.size(), hash, eq, alloc) {
         insert(init);
     }
+    template <std::input_iterator It>
+    map(It first, It last, size_type n, const Allocator& alloc) : map(first, last, n, Hash(), KeyEqual(), alloc) {}
+    template <std::input_iterator It>
+    map(It first, It last, size_type n, const Hash& hash, const Allocator& alloc)
+        : map(first, last, n, hash, KeyEqual(), alloc) {}
+    map(std::initializer_list<value_type> init, size_type n, const Allocator& alloc)
+        : map(init, n, Hash(), KeyEqual(), alloc) {}
+    map(std::initializer_list<value_type> init, size_type n, const Hash& hash, const Allocator& alloc)
+        : map(init, n, hash, KeyEqual(), alloc) {}
 
     map(const map& o) : map(o, alloc_traits::select_on_container_copy_construction(o.alloc_)) {}
     map(const map& o, const Allocator& alloc) : hash_(o.hash_), eq_(o.eq_), alloc_(alloc) {
         reserve_impl(o.size());
-        for (auto&& [k, v] : o) emplace_impl(k, make_from(k), make_from(v));
+        for (const value_type& kv : o) emplace_impl(kv.first, make_with(kv));
     }
     // The allocator is copied, not moved: the moved-from map stays usable and
     // still needs one (allocator copies compare equal, so ownership is fine).
@@ -600,6 +536,19 @@ public:
         return contains(key) ? 1 : 0;
     }
 
+    std::pair<iterator, iterator> equal_range(const Key& key) { return range_of(find(key)); }
+    std::pair<const_iterator, const_iterator> equal_range(const Key& key) const { return range_of(find(key)); }
+    template <class K>
+        requires transparent
+    std::pair<iterator, iterator> equal_range(const K& key) {
+        return range_of(find(key));
+    }
+    template <class K>
+        requires transparent
+    std::pair<const_iterator, const_iterator> equal_range(const K& key) const {
+        return range_of(find(key));
+    }
+
     T& at(const Key& key) { return at_impl(key); }
     const T& at(const Key& key) const { return at_impl(key); }
     template <class K>
@@ -620,12 +569,14 @@ public:
     template <class... Args>
     std::pair<iterator, bool> try_emplace(const Key& key, Args&&... args) {
         write_guard guard(*this);
-        return emplace_impl(key, make_from(key), make_from(std::forward<Args>(args)...));
+        return emplace_impl(key, make_with(std::piecewise_construct, std::forward_as_tuple(key),
+                                           std::forward_as_tuple(std::forward<Args>(args)...)));
     }
     template <class... Args>
     std::pair<iterator, bool> try_emplace(Key&& key, Args&&... args) {
         write_guard guard(*this);
-        return emplace_impl(key, make_from(std::move(key)), make_from(std::forward<Args>(args)...));
+        return emplace_impl(key, make_with(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
+                                           std::forward_as_tuple(std::forward<Args>(args)...)));
     }
     template <class... Args>
     iterator try_emplace(const_iterator, const Key& key, Args&&... args) {
@@ -639,13 +590,12 @@ public:
     template <class M>
     std::pair<iterator, bool> insert_or_assign(const Key& key, M&& obj) {
         write_guard guard(*this);
-        return emplace_impl(key, make_from(key), make_from(std::forward<M>(obj)),
-                            [&](T& v) { v = std::forward<M>(obj); });
+        return emplace_impl(key, make_with(key, std::forward<M>(obj)), [&](T& v) { v = std::forward<M>(obj); });
     }
     template <class M>
     std::pair<iterator, bool> insert_or_assign(Key&& key, M&& obj) {
         write_guard guard(*this);
-        return emplace_impl(key, make_from(std::move(key)), make_from(std::forward<M>(obj)),
+        return emplace_impl(key, make_with(std::move(key), std::forward<M>(obj)),
                             [&](T& v) { v = std::forward<M>(obj); });
     }
     template <class M>
@@ -661,7 +611,7 @@ public:
     // A key argument that is not a Key is first made into a temporary Key.
     template <class K, class V>
     std::pair<iterator, bool> emplace(K&& key, V&& value) {
-        return emplace_with_key(std::forward<K>(key), make_from(std::forward<V>(value)));
+        return emplace_with_key(std::forward<K>(key), std::forward_as_tuple(std::forward<V>(value)));
     }
     template <class P>
         requires requires(P&& p) {
@@ -669,19 +619,16 @@ public:
             std::forward<P>(p).second;
         }
     std::pair<iterator, bool> emplace(P&& p) {
-        return emplace_with_key(std::forward<P>(p).first, make_from(std::forward<P>(p).second));
+        return emplace_with_key(std::forward<P>(p).first, std::forward_as_tuple(std::forward<P>(p).second));
     }
     template <class... KArgs, class... VArgs>
     std::pair<iterator, bool> emplace(std::piecewise_construct_t, std::tuple<KArgs...> kargs,
                                       std::tuple<VArgs...> vargs) {
-        auto make_value = [&](T* p) {
-            std::apply([&](auto&&... a) { construct(p, std::forward<decltype(a)>(a)...); }, std::move(vargs));
-        };
         if constexpr (sizeof...(KArgs) == 1 &&
                       (std::is_same_v<std::remove_cvref_t<KArgs>, Key> && ...)) {
-            return emplace_with_key(std::get<0>(std::move(kargs)), make_value);
+            return emplace_with_key(std::get<0>(std::move(kargs)), std::move(vargs));
         } else {
-            return emplace_with_key(std::make_from_tuple<Key>(std::move(kargs)), make_value);
+            return emplace_with_key(std::make_from_tuple<Key>(std::move(kargs)), std::move(vargs));
         }
     }
     template <class... Args>
@@ -696,6 +643,21 @@ public:
     std::pair<iterator, bool> insert(P&& p) {
         return emplace(std::forward<P>(p));
     }
+    // A node's entry goes in when its key is absent; else the node comes back
+    // in insert_return_type::node, untouched.
+    insert_return_type insert(node_type&& nh) {
+        if (nh.empty()) return {end(), false, node_type()};
+        assert(nh.get_allocator() == alloc_);
+        auto& [key, value] = *nh.p_;
+        write_guard guard(*this);
+        const auto [it, inserted] = emplace_impl(
+            key, make_with(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
+                           std::forward_as_tuple(std::move(value))));
+        if (!inserted) return {it, false, std::move(nh)};
+        nh.reset();
+        return {it, true, node_type()};
+    }
+    iterator insert(const_iterator, node_type&& nh) { return insert(std::move(nh)).position; }
     iterator insert(const_iterator, const value_type& v) { return insert(v).first; }
     iterator insert(const_iterator, value_type&& v) { return insert(std::move(v)).first; }
     template <std::input_iterator It>
@@ -707,6 +669,7 @@ public:
     // --- erasure --------------------------------------------------------------------
     // Moves nothing: invalidates only the erased entry; returns the next entry.
     iterator erase(const_iterator pos) {
+        pos.check();
         write_guard guard(*this);
         position next = pos.p_;
         ++next.i;
@@ -723,6 +686,44 @@ public:
     // Erase by key: a write, so it evacuates like an insert (Go's mapdelete).
     size_type erase(const Key& key) { return erase_key(key); }
 
+    // Takes the entry out as a node (see node_type); like erase(iterator) it
+    // moves nothing else. By key: an empty node when the key is absent.
+    node_type extract(const_iterator pos) {
+        pos.check();
+        write_guard guard(*this);
+        node_type nh(alloc_, entry_at(pos.p_.b, pos.p_.i));  // may throw: the map is unchanged
+        erase_slot((pos.p_.old ? h_.oldbuckets : h_.buckets) + pos.p_.idx, pos.p_.b, pos.p_.i);
+        return nh;
+    }
+    node_type extract(const Key& key) {
+        const position p = find_position(key);
+        return p.b ? extract(const_iterator(this, p)) : node_type();
+    }
+
+    // Moves in every entry of source whose key *this lacks (and erases it
+    // from source); the others stay in source. Entries are moved, not
+    // relinked (a slot lives in its bucket). If moving an entry throws, that
+    // entry stays in source and the ones before it have moved.
+    template <class H2, class E2>
+    void merge(map<Key, T, H2, E2, Allocator>& source) {
+        if (static_cast<void*>(&source) == static_cast<void*>(this)) return;
+        for (auto it = source.begin(); it != source.end();) {
+            value_type& e = *it;
+            bool inserted;
+            {
+                write_guard guard(*this);
+                inserted = emplace_impl(e.first, make_with(std::move_if_noexcept(const_cast<Key&>(e.first)),
+                                                           std::move_if_noexcept(e.second)))
+                               .second;
+            }
+            it = inserted ? source.erase(it) : std::next(it);
+        }
+    }
+    template <class H2, class E2>
+    void merge(map<Key, T, H2, E2, Allocator>&& source) {
+        merge(source);
+    }
+
     // Destroys every entry and keeps the current bucket array (as Go's clear).
     // O(buckets): it walks every chain to destroy entries and free overflow buckets.
     void clear() noexcept {
@@ -733,8 +734,32 @@ public:
     // --- buckets and growth ----------------------------------------------------------
     size_type bucket_count() const noexcept { return size_type{1} << h_.B; }
     float load_factor() const noexcept { return static_cast<float>(h_.count) / static_cast<float>(bucket_count()); }
+    size_type max_bucket_count() const noexcept { return size_type{1} << (std::numeric_limits<size_type>::digits - 1); }
     static constexpr float max_load_factor() noexcept {
         return static_cast<float>(detail::load_factor_num) / static_cast<float>(detail::load_factor_den);
+    }
+    // The standard lets a map take a new maximum load factor as a hint
+    // ([unord.req]: "may change ... using z as a hint"), and this one does not
+    // take it: the growth trigger stays Go's 6.5 entries per bucket (an
+    // overflow chain behind a bucket, not open addressing, so a load over 1
+    // is the design, not a failure). Changing it would change the growth
+    // points that the tests pin against Go's own map. To make room for n
+    // entries up front, call reserve(n).
+    void max_load_factor(float) noexcept {}
+
+    // Room for at least `count` chains (and for size() entries); a growth
+    // towards that size starts as reserve's does. It never shrinks the map
+    // (shrink_to_fit does), and in the middle of a growth of a non-empty map
+    // it does nothing.
+    //
+    // The bucket interface (bucket(key), bucket_size(n), local iterators) is
+    // left out: a chain is visible in map_stats, and a local iterator would
+    // have to span the old and the new array in the middle of a growth.
+    void rehash(size_type count) {
+        write_guard guard(*this);
+        std::uint8_t target = detail::b_for_count(h_.count);
+        while (target < std::numeric_limits<size_type>::digits - 1 && (size_type{1} << target) < count) ++target;
+        reserve_buckets(target);
     }
 
     // Go's make(map, n): room for n entries without a growth. On an empty map
@@ -794,34 +819,18 @@ public:
 
 private:
     // --- slot access ------------------------------------------------------------------
-    static std::uint8_t* tophash(bucket* b) noexcept { return b->raw; }
-    static bucket*& overflow(bucket* b) noexcept {
-        return *std::launder(reinterpret_cast<bucket**>(b->raw + layout::overflow));
-    }
-    static void* key_slot_at(bucket* b, unsigned i) noexcept { return b->raw + layout::keys + i * sizeof(key_slot); }
-    static void* value_slot_at(bucket* b, unsigned i) noexcept {
-        return b->raw + layout::values + i * sizeof(value_slot);
-    }
-    template <class U, class Slot>
-    static U& object_at(void* slot) noexcept {
-        if constexpr (std::is_same_v<Slot, U*>) {
-            return **std::launder(static_cast<U**>(slot));
+    // tophash(b), overflow(b), slot_at(b, i), init_bucket(b) and evacuated(b)
+    // are detail's (found by argument-dependent lookup on bucket*).
+    static value_type& entry_at(bucket* b, unsigned i) noexcept {
+        if constexpr (indirect) {
+            return **std::launder(static_cast<value_type**>(slot_at(b, i)));
         } else {
-            return *std::launder(static_cast<U*>(slot));
+            return *std::launder(static_cast<value_type*>(slot_at(b, i)));
         }
     }
-    static Key& key_at(bucket* b, unsigned i) noexcept { return object_at<Key, key_slot>(key_slot_at(b, i)); }
-    static T& value_at(bucket* b, unsigned i) noexcept { return object_at<T, value_slot>(value_slot_at(b, i)); }
+    static const Key& key_at(bucket* b, unsigned i) noexcept { return entry_at(b, i).first; }
+    static T& value_at(bucket* b, unsigned i) noexcept { return entry_at(b, i).second; }
 
-    static bool is_live(std::uint8_t t) noexcept { return t >= detail::min_top_hash; }
-    static bool evacuated(bucket* b) noexcept {
-        const std::uint8_t t = tophash(b)[0];
-        return t > detail::empty_one && t < detail::min_top_hash;
-    }
-    static void init_bucket(bucket* b) noexcept {
-        std::memset(b->raw, detail::empty_rest, detail::bucket_cnt);
-        ::new (static_cast<void*>(b->raw + layout::overflow)) bucket*(nullptr);
-    }
     static constexpr std::size_t mask(std::uint8_t B) noexcept { return (std::size_t{1} << B) - 1; }
     bool growing() const noexcept { return h_.oldbuckets != nullptr; }
 
@@ -854,93 +863,140 @@ private:
         rebind<U> a(alloc_);
         rebind_traits<U>::construct(a, p, std::forward<Args>(args)...);
     }
-    // A callable that constructs a U at a given address from args (kept by reference).
+    // A callable that constructs the entry at a given address from args (kept
+    // by reference: it runs within the full expression that made it).
     template <class... Args>
-    auto make_from(Args&&... args) {
-        return [this, &args...](auto* p) { construct(p, std::forward<Args>(args)...); };
+    auto make_with(Args&&... args) {
+        return [this, &args...](value_type* p) { construct(p, std::forward<Args>(args)...); };
     }
 
-    // Builds the object for a slot: in place, or (indirect) in a separate
+    // Builds the entry of a slot: in place, or (indirect) in a separate
     // allocation whose pointer goes into the slot. On a throw nothing is left.
-    template <class U, class Slot, class Make>
-    void make_object(void* slot, Make& make) {
-        if constexpr (std::is_same_v<Slot, U*>) {
-            rebind<U> a(alloc_);
-            U* p = rebind_traits<U>::allocate(a, 1);
+    template <class Make>
+    void make_entry(void* slot, Make& make) {
+        detail::unpoison(slot, sizeof(slot_type));
+        if constexpr (detail::asan) {
+            try {
+                make_entry_unpoisoned(slot, make);
+            } catch (...) {
+                detail::poison(slot, sizeof(slot_type));
+                throw;
+            }
+        } else {
+            make_entry_unpoisoned(slot, make);
+        }
+    }
+    template <class Make>
+    void make_entry_unpoisoned(void* slot, Make& make) {
+        if constexpr (indirect) {
+            rebind<value_type> a(alloc_);
+            value_type* p = rebind_traits<value_type>::allocate(a, 1);
             try {
                 make(p);
             } catch (...) {
-                rebind_traits<U>::deallocate(a, p, 1);
+                rebind_traits<value_type>::deallocate(a, p, 1);
                 throw;
             }
-            ::new (slot) U*(p);
+            ::new (slot) value_type*(p);
         } else {
-            make(static_cast<U*>(slot));
-        }
-    }
-    template <class U, class Slot>
-    void destroy_object(void* slot) noexcept {
-        rebind<U> a(alloc_);
-        if constexpr (std::is_same_v<Slot, U*>) {
-            U* p = *std::launder(static_cast<U**>(slot));
-            rebind_traits<U>::destroy(a, p);
-            rebind_traits<U>::deallocate(a, p, 1);
-        } else {
-            rebind_traits<U>::destroy(a, std::launder(static_cast<U*>(slot)));
-        }
-    }
-    template <class U, class Slot>
-    static void relocate_object(void* from, void* to) noexcept {
-        if constexpr (std::is_same_v<Slot, U*>) {
-            ::new (to) U*(*std::launder(static_cast<U**>(from)));
-        } else {
-            U* src = std::launder(static_cast<U*>(from));
-            ::new (to) U(std::move(*src));
-            std::destroy_at(src);
+            make(static_cast<value_type*>(slot));
         }
     }
     void destroy_entry(bucket* b, unsigned i) noexcept {
-        destroy_object<Key, key_slot>(key_slot_at(b, i));
-        destroy_object<T, value_slot>(value_slot_at(b, i));
+        rebind<value_type> a(alloc_);
+        value_type* p = &entry_at(b, i);
+        rebind_traits<value_type>::destroy(a, p);
+        if constexpr (indirect) rebind_traits<value_type>::deallocate(a, p, 1);
+        detail::poison(slot_at(b, i), sizeof(slot_type));
+    }
+    // Moves the entry of slot `from` to the empty slot `to` (evacuation).
+    //
+    // A slot holds a real std::pair<const Key, T>, made by the allocator's
+    // construct, so that *it, std::launder and the lifetime rules all see the
+    // object the user sees. Its key is const, and a pair's own move
+    // constructor would copy it (a string key: an allocation per entry moved,
+    // and a copy may throw). So the new pair is built from the old key cast
+    // to Key&& and the old value moved, and the old pair is destroyed right
+    // after: the key is moved from in the last moment of its lifetime, the
+    // one liberty taken — the same one std::map's node_handle::key() takes,
+    // and no liberty at all for the trivially copyable keys most maps have.
+    // The alternatives are less sound: a mutable std::pair<Key, T> handed out
+    // through a cast to std::pair<const Key, T>& (libstdc++'s node handles,
+    // Abseil's slot union) reads an object of one type through a reference to
+    // another, which no rule allows, on every access rather than on a move.
+    static void relocate_entry(void* from, void* to) noexcept {
+        detail::unpoison(to, sizeof(slot_type));
+        relocate_entry_unpoisoned(from, to);
+        detail::poison(from, sizeof(slot_type));
+    }
+    static void relocate_entry_unpoisoned(void* from, void* to) noexcept {
+        if constexpr (indirect) {
+            ::new (to) value_type*(*std::launder(static_cast<value_type**>(from)));
+        } else {
+            value_type* src = std::launder(static_cast<value_type*>(from));
+            std::construct_at(static_cast<value_type*>(to), std::piecewise_construct,
+                              std::forward_as_tuple(std::move(const_cast<Key&>(src->first))),
+                              std::forward_as_tuple(std::move(src->second)));
+            std::destroy_at(src);
+        }
     }
 
     // --- bucket memory ------------------------------------------------------------------
     // Buckets in an array for 2^B chains: from B = 4 on, 2^(B-4) more for the
     // first overflow buckets, rounded up to what the allocator hands out. Only
-    // the arena allocator says what that is (spanmap::good_size); for any
-    // other allocator we cannot know and do not round.
-    static std::size_t array_buckets(std::uint8_t B) noexcept {
+    // an allocator with good_size (detail::sizing_allocator, e.g. the arena's)
+    // says what that is; for any other we cannot know and do not round.
+    std::size_t array_buckets(std::uint8_t B) const noexcept {
         std::size_t n = std::size_t{1} << B;
         if (B >= 4) {
             n += std::size_t{1} << (B - 4);
-            if constexpr (detail::is_spanmap_allocator<Allocator>) {
-                n = spanmap::good_size(n * sizeof(bucket), alignof(bucket)) / sizeof(bucket);
-            }
+            n = rounded_buckets(n);
         }
         return n;
     }
-    std::size_t rounded_bytes(std::size_t bytes) const noexcept {
-        if constexpr (detail::is_spanmap_allocator<Allocator>) {
-            return spanmap::good_size(bytes, alignof(bucket));
+    std::size_t rounded_buckets(std::size_t n) const noexcept {
+        if constexpr (detail::sizing_allocator<rebind<bucket>>) {
+            const rebind<bucket> a(alloc_);
+            return std::max<std::size_t>(n, a.good_size(n));
         } else {
-            return bytes;
+            return n;
+        }
+    }
+    // Bytes the allocator sets aside for n buckets (for stats): its size
+    // class, which may exceed the whole buckets that fit in it.
+    std::size_t rounded_bytes(std::size_t n) const noexcept {
+        if constexpr (detail::sizing_allocator<rebind<unsigned char>>) {
+            const rebind<unsigned char> a(alloc_);
+            return std::max<std::size_t>(n * sizeof(bucket), a.good_size(n * sizeof(bucket)));
+        } else {
+            return n * sizeof(bucket);
         }
     }
 
     // An array of n buckets whose first `heads` buckets read as empty chains.
-    // The arena allocator gives zeroed memory without writing it when the
-    // pages are fresh; otherwise we clear the heads' tophash and overflow
-    // words (not their keys and values, which nobody reads before writing).
+    // An allocator with allocate_zeroed (the arena's) gives zeroed memory
+    // without writing it when the pages are fresh; otherwise we clear the
+    // heads' tophash and overflow words (not their slots, which nobody reads
+    // before writing). Either way the array goes back through the same
+    // allocator object's deallocate.
     bucket* allocate_array(std::size_t n, std::size_t heads) {
-        if constexpr (detail::is_spanmap_allocator<Allocator>) {
-            if (heads) return static_cast<bucket*>(spanmap::allocate_zeroed(n * sizeof(bucket), alignof(bucket)));
-        }
         rebind<bucket> a(alloc_);
+        if constexpr (detail::zeroing_allocator<rebind<bucket>>) {
+            if (heads) {
+                bucket* p = a.allocate_zeroed(n);
+                if constexpr (detail::asan) {
+                    for (std::size_t j = 0; j < heads; ++j) init_bucket(p + j);
+                }
+                return p;
+            }
+        }
         bucket* p = bucket_traits::allocate(a, n);
         for (std::size_t j = 0; j < heads; ++j) init_bucket(p + j);
         return p;
     }
+    // Memory goes back unpoisoned: the allocator may write into it.
     void deallocate_array(bucket* p, std::size_t n) noexcept {
+        detail::unpoison(p, n * sizeof(bucket));
         rebind<bucket> a(alloc_);
         bucket_traits::deallocate(a, p, n);
     }
@@ -951,6 +1007,7 @@ private:
         return p;
     }
     void free_overflow(bucket* b) noexcept {
+        detail::unpoison(b, sizeof(bucket));
         rebind<bucket> a(alloc_);
         bucket_traits::deallocate(a, b, 1);
         --h_.overflow_owned;
@@ -994,7 +1051,7 @@ private:
     void reserve_overflow(std::size_t need) {
         while ((h_.nalloc - h_.next_overflow) + h_.nspares < need) {
             bucket* s = allocate_overflow();
-            ::new (static_cast<void*>(s->raw + layout::overflow)) bucket*(h_.spares);
+            ::new (static_cast<void*>(s->raw + bucket::overflow_offset)) bucket*(h_.spares);
             h_.spares = s;
             ++h_.nspares;
         }
@@ -1071,7 +1128,7 @@ private:
                 try {
                     for (bucket* b = chain; b; b = overflow(b)) {
                         for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-                            if (is_live(tophash(b)[i])) *out++ = m.hash_of(key_at(b, i));
+                            if (detail::is_live(tophash(b)[i])) *out++ = m.hash_of(key_at(b, i));
                         }
                     }
                 } catch (...) {
@@ -1119,6 +1176,7 @@ private:
     void evacuate(std::size_t o) {
         bucket* const ob = h_.oldbuckets + o;
         if (!evacuated(ob)) {
+            entries_moved();
             const bool up = h_.B > h_.oldB;
             const bool fresh = h_.B >= h_.oldB;  // every destination has ob as its only source
             std::size_t chain = 0;
@@ -1126,7 +1184,7 @@ private:
             for (bucket* b = ob; b; b = overflow(b)) {
                 ++chain;
                 if constexpr (!hash_nothrow) {
-                    for (unsigned i = 0; i < detail::bucket_cnt; ++i) live += is_live(tophash(b)[i]);
+                    for (unsigned i = 0; i < detail::bucket_cnt; ++i) live += detail::is_live(tophash(b)[i]);
                 }
             }
             // Destinations need at most chain-1 overflow buckets when they
@@ -1146,7 +1204,7 @@ private:
                 std::uint8_t* th = tophash(b);
                 for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
                     const std::uint8_t top = th[i];
-                    if (!is_live(top)) {
+                    if (!detail::is_live(top)) {
                         th[i] = detail::evacuated_empty;
                         continue;
                     }
@@ -1161,8 +1219,7 @@ private:
                     evac_dst& d = ways <= 2 ? xy[use_y] : single;
                     if (!d.b) d.b = h_.buckets + j;
                     const auto [db, di] = take_slot(d);
-                    relocate_object<Key, key_slot>(key_slot_at(b, i), key_slot_at(db, di));
-                    relocate_object<T, value_slot>(value_slot_at(b, i), value_slot_at(db, di));
+                    relocate_entry(slot_at(b, i), slot_at(db, di));
                     tophash(db)[di] = top;
                 }
             }
@@ -1188,16 +1245,21 @@ private:
         const std::size_t nold = std::size_t{1} << h_.oldB;
         const std::size_t stop = std::min(h_.nevacuate + 1024, nold);
         while (h_.nevacuate != stop && evacuated(h_.oldbuckets + h_.nevacuate)) ++h_.nevacuate;
-        if (h_.nevacuate == nold) {
-            deallocate_array(h_.oldbuckets, h_.old_nalloc);
-            h_.oldbuckets = nullptr;
-            h_.old_nalloc = 0;
-            h_.oldB = 0;
-            h_.nevacuate = 0;
-            h_.nevacuated = 0;
-            h_.lazy = false;
-            release_spares();
-        }
+        if (h_.nevacuate == nold) end_growth();
+    }
+
+    // The one end of a growth, whether evacuation finished or the map was
+    // cleared: the old array goes back to the allocator at once, with the
+    // spare overflow buckets set aside for evacuations.
+    void end_growth() noexcept {
+        deallocate_array(h_.oldbuckets, h_.old_nalloc);
+        h_.oldbuckets = nullptr;
+        h_.old_nalloc = 0;
+        h_.oldB = 0;
+        h_.nevacuate = 0;
+        h_.nevacuated = 0;
+        h_.lazy = false;
+        release_spares();
     }
 
     // --- insert (Go's mapassign) ------------------------------------------------------------------
@@ -1216,25 +1278,10 @@ private:
         for (;;) {
             if (growing()) grow_work(hash);
             const std::size_t idx = static_cast<std::size_t>(hash) & mask(h_.B);
-            bucket* const head = h_.buckets + idx;
-            bucket* ins = nullptr;  // the chain's first empty slot
-            unsigned ins_i = 0;
-            bucket* last = head;
-            for (bucket* b = head; b; b = overflow(b)) {
-                last = b;
-                const auto th = detail::tophash_word::load(tophash(b));
-                for (std::uint64_t m = th.matching(top); m; m &= m - 1) {
-                    const unsigned i = detail::tophash_word::first(m);
-                    if (equal(key, key_at(b, i))) return {position{b, idx, i, false}, true};
-                }
-                if (!ins) {
-                    if (const std::uint64_t e = th.empty()) {
-                        ins = b;
-                        ins_i = detail::tophash_word::first(e);
-                    }
-                }
-                if (th.has_empty_rest()) break;  // the rest of the chain is empty
-            }
+            const probe_result r = probe<true>(h_.buckets + idx, top, key);
+            if (r.b) return {position{r.b, idx, r.i, false}, true};
+            bucket* ins = r.empty;  // the chain's first empty slot
+            unsigned ins_i = r.empty_i;
             if (!growing()) {
                 const bool bigger = detail::over_load_factor(h_.count + 1, h_.B);
                 if (bigger || detail::too_many_overflow_buckets(h_.noverflow, h_.B)) {
@@ -1243,7 +1290,7 @@ private:
                 }
             }
             if (!ins) {
-                ins = new_overflow(last);
+                ins = new_overflow(r.last);
                 ins_i = 0;
             }
             return {position{ins, idx, ins_i, false}, false};
@@ -1254,25 +1301,17 @@ private:
         void operator()(T&) const noexcept {}
     };
 
-    // The one insert path. make_key / make_value construct the key and value
-    // at a given address; on_found(value) runs when the key is present. The
-    // caller holds the write guard.
-    template <class K, class MakeKey, class MakeValue, class OnFound = no_assign>
-    std::pair<iterator, bool> emplace_impl(const K& key, MakeKey&& make_key, MakeValue&& make_value,
-                                           OnFound&& on_found = {}) {
+    // The one insert path. make(p) constructs the entry at p; on_found(value)
+    // runs when the key is present. The caller holds the write guard.
+    template <class K, class Make, class OnFound = no_assign>
+    std::pair<iterator, bool> emplace_impl(const K& key, Make&& make, OnFound&& on_found = {}) {
         const std::uint64_t hash = hash_of(key);
         const auto [p, found] = prepare_insert(key, hash);
         if (found) {
             on_found(value_at(p.b, p.i));
             return {iterator(this, p), false};
         }
-        make_object<Key, key_slot>(key_slot_at(p.b, p.i), make_key);
-        try {
-            make_object<T, value_slot>(value_slot_at(p.b, p.i), make_value);
-        } catch (...) {
-            destroy_object<Key, key_slot>(key_slot_at(p.b, p.i));
-            throw;
-        }
+        make_entry(slot_at(p.b, p.i), make);
         tophash(p.b)[p.i] = detail::tophash_of(hash);
         ++h_.count;
         return {iterator(this, p), true};
@@ -1280,22 +1319,27 @@ private:
 
     // emplace with a key argument: a Key is used as is; anything else first
     // becomes a temporary Key (before the write starts).
-    template <class KArg, class MakeValue>
-    std::pair<iterator, bool> emplace_with_key(KArg&& karg, MakeValue&& make_value) {
+    // vargs: a tuple of the value's constructor arguments.
+    template <class KArg, class VArgs>
+    std::pair<iterator, bool> emplace_with_key(KArg&& karg, VArgs&& vargs) {
         if constexpr (std::is_same_v<std::remove_cvref_t<KArg>, Key>) {
             write_guard guard(*this);
-            return emplace_impl(karg, make_from(std::forward<KArg>(karg)), make_value);
+            return emplace_impl(karg, make_with(std::piecewise_construct, std::forward_as_tuple(std::forward<KArg>(karg)),
+                                                std::forward<VArgs>(vargs)));
         } else {
             Key key(std::forward<KArg>(karg));
             write_guard guard(*this);
-            return emplace_impl(key, make_from(std::move(key)), make_value);
+            return emplace_impl(key, make_with(std::piecewise_construct, std::forward_as_tuple(std::move(key)),
+                                               std::forward<VArgs>(vargs)));
         }
     }
 
     void move_elements_from(map& o) {
         reserve_impl(o.size());
-        for (auto&& [k, v] : o) {
-            emplace_impl(k, make_from(std::move(const_cast<Key&>(k))), make_from(std::move(v)));
+        for (value_type& kv : o) {
+            emplace_impl(kv.first, make_with(std::piecewise_construct,
+                                             std::forward_as_tuple(std::move(const_cast<Key&>(kv.first))),
+                                             std::forward_as_tuple(std::move(kv.second))));
         }
         o.clear();
     }
@@ -1316,20 +1360,61 @@ private:
                 p.old = true;
             }
         }
-        const std::uint8_t top = detail::tophash_of(hash);
-        for (; b; b = overflow(b)) {
+        const probe_result r = probe<false>(b, detail::tophash_of(hash), key);
+        if (!r.b) return {};
+        p.b = r.b;
+        p.i = r.i;
+        return p;
+    }
+
+    // The one probe, for find, insert and erase: walks the chain from head
+    // for key (top: its tophash byte), testing a bucket's 8 tophash bytes in
+    // one word (detail::tophash_word), so a bucket without the byte is passed
+    // without touching a key, and stopping at an empty_rest (no live slot
+    // follows one). A full bucket's successor is prefetched before its keys
+    // are compared. FindEmpty (insert) also notes the chain's first empty
+    // slot and its last bucket.
+    struct probe_result {
+        bucket* b = nullptr;  // the key's slot (b == nullptr: absent)
+        unsigned i = 0;
+        bucket* empty = nullptr;  // FindEmpty: the first empty slot
+        unsigned empty_i = 0;
+        bucket* last = nullptr;  // FindEmpty: the last bucket walked
+    };
+    template <bool FindEmpty, class K>
+    probe_result probe(bucket* head, std::uint8_t top, const K& key) const {
+        probe_result r;
+        for (bucket* b = head; b; b = overflow(b)) {
             const auto th = detail::tophash_word::load(tophash(b));
+            const bool chain_ends = th.has_empty_rest();
+            if (!chain_ends) {
+                if (bucket* next = overflow(b)) __builtin_prefetch(next);
+            }
             for (std::uint64_t m = th.matching(top); m; m &= m - 1) {
                 const unsigned i = detail::tophash_word::first(m);
                 if (equal(key, key_at(b, i))) {
-                    p.b = b;
-                    p.i = i;
-                    return p;
+                    r.b = b;
+                    r.i = i;
+                    return r;
                 }
             }
-            if (th.has_empty_rest()) break;  // no live slot follows an empty_rest
+            if constexpr (FindEmpty) {
+                r.last = b;
+                if (!r.empty) {
+                    if (const std::uint64_t e = th.empty()) {
+                        r.empty = b;
+                        r.empty_i = detail::tophash_word::first(e);
+                    }
+                }
+            }
+            if (chain_ends) break;
         }
-        return {};
+        return r;
+    }
+
+    template <class It>
+    std::pair<It, It> range_of(It it) const noexcept {
+        return {it, it.p_.b ? std::next(it) : it};
     }
 
     template <class K>
@@ -1370,7 +1455,7 @@ private:
         while (p.b) {
             const std::uint8_t* th = tophash(p.b);
             for (; p.i < detail::bucket_cnt; ++p.i) {
-                if (is_live(th[p.i])) return;
+                if (detail::is_live(th[p.i])) return;
                 if (th[p.i] == detail::empty_rest) break;  // the rest of the chain is empty
             }
             bucket* next = p.i < detail::bucket_cnt ? nullptr : overflow(p.b);
@@ -1399,19 +1484,10 @@ private:
         const std::uint64_t hash = hash_of(key);
         if (growing()) grow_work(hash);
         bucket* const head = h_.buckets + (static_cast<std::size_t>(hash) & mask(h_.B));
-        const std::uint8_t top = detail::tophash_of(hash);
-        for (bucket* b = head; b; b = overflow(b)) {
-            const auto th = detail::tophash_word::load(tophash(b));
-            for (std::uint64_t m = th.matching(top); m; m &= m - 1) {
-                const unsigned i = detail::tophash_word::first(m);
-                if (equal(key, key_at(b, i))) {
-                    erase_slot(head, b, i);
-                    return 1;
-                }
-            }
-            if (th.has_empty_rest()) break;
-        }
-        return 0;
+        const probe_result r = probe<false>(head, detail::tophash_of(hash), key);
+        if (!r.b) return 0;
+        erase_slot(head, r.b, r.i);
+        return 1;
     }
 
     // Destroys slot (b, i) of the chain starting at head. If the chain now
@@ -1448,9 +1524,9 @@ private:
     void destroy_chain(bucket* head, bucket* array, std::size_t n) noexcept {
         for (bucket* b = head; b; b = overflow(b)) {
             if constexpr (!std::is_trivially_destructible_v<Key> || !std::is_trivially_destructible_v<T> ||
-                          indirect_key || indirect_value) {
+                          indirect) {
                 for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-                    if (is_live(tophash(b)[i])) destroy_entry(b, i);
+                    if (detail::is_live(tophash(b)[i])) destroy_entry(b, i);
                 }
             }
         }
@@ -1478,23 +1554,21 @@ private:
                 }
             }
         }
-        if (growing()) deallocate_array(h_.oldbuckets, h_.old_nalloc);
-        release_spares();
+        if (growing()) {
+            end_growth();
+        } else {
+            release_spares();
+        }
     }
 
     void clear_impl() noexcept {
+        entries_moved();
         if (h_.count != 0 || h_.overflow_in_use != 0 || growing()) {
             const bool dirty_heads = h_.count != 0 || h_.overflow_in_use != 0 || h_.lazy;
             destroy_contents();
             if (dirty_heads) {
                 for (std::size_t j = 0, n = std::size_t{1} << h_.B; j < n; ++j) init_bucket(h_.buckets + j);
             }
-            h_.oldbuckets = nullptr;
-            h_.old_nalloc = 0;
-            h_.oldB = 0;
-            h_.nevacuate = 0;
-            h_.nevacuated = 0;
-            h_.lazy = false;
             h_.next_overflow = std::size_t{1} << h_.B;
             h_.overflow_in_use = 0;
             h_.noverflow = 0;
@@ -1505,14 +1579,15 @@ private:
 
     // Frees everything; the map is left empty with no buckets.
     void release_all() noexcept {
+        entries_moved();
         destroy_contents();
         if (h_.buckets) deallocate_array(h_.buckets, h_.nalloc);
         assert(h_.overflow_owned == 0 || !h_.buckets);
         h_ = hmap{};
     }
 
-    void reserve_impl(size_type n) {
-        const std::uint8_t target = detail::b_for_count(n);
+    void reserve_impl(size_type n) { reserve_buckets(detail::b_for_count(n)); }
+    void reserve_buckets(std::uint8_t target) {
         if (h_.buckets ? target <= h_.B : target == 0) return;
         if (h_.count == 0) {  // also mid-growth: nothing to evacuate
             const std::size_t nb = array_buckets(target);
@@ -1527,8 +1602,18 @@ private:
         if (!growing()) hash_grow(target, target == h_.B + 1);
     }
 
+    // Entries moved: iterators of earlier generations are stale.
+    void entries_moved() noexcept {
+#if SPANMAP_MAP_GENERATIONS
+        ++generation_;
+#endif
+    }
+
     hmap h_;
     std::uint8_t flags_ = 0;
+#if SPANMAP_MAP_GENERATIONS
+    std::uint32_t generation_ = 0;
+#endif
     [[no_unique_address]] Hash hash_;
     [[no_unique_address]] KeyEqual eq_;
     [[no_unique_address]] Allocator alloc_;
@@ -1550,9 +1635,9 @@ map_stats map<Key, T, Hash, KeyEqual, Allocator>::stats() const noexcept {
     s.old_B = growing() ? h_.oldB : 0;
     s.old_bucket_count = growing() ? std::size_t{1} << h_.oldB : 0;
     s.old_buckets_evacuated = h_.nevacuated;
-    if (h_.buckets) s.bucket_array_bytes += rounded_bytes(h_.nalloc * sizeof(bucket));
-    if (growing()) s.bucket_array_bytes += rounded_bytes(h_.old_nalloc * sizeof(bucket));
-    s.overflow_bytes = h_.overflow_owned * rounded_bytes(sizeof(bucket));
+    if (h_.buckets) s.bucket_array_bytes += rounded_bytes(h_.nalloc);
+    if (growing()) s.bucket_array_bytes += rounded_bytes(h_.old_nalloc);
+    s.overflow_bytes = h_.overflow_owned * rounded_bytes(1);
     s.load_factor = static_cast<double>(h_.count) / static_cast<double>(bucket_count());
     auto chain_length = [](bucket* b) {
         std::size_t n = 0;
@@ -1601,7 +1686,7 @@ bool map<Key, T, Hash, KeyEqual, Allocator>::check_invariants(char* why, std::si
                 if (k < filled && t == detail::empty_rest) err = "empty_rest before a non-empty_rest slot";
                 if (k + 1 == filled && t == detail::empty_one) err = "the last slot before the empty_rest tail is empty_one";
                 if (t > detail::empty_one && t < detail::min_top_hash) err = "evacuation marker in a live chain";
-                if (!is_live(t)) continue;
+                if (!detail::is_live(t)) continue;
                 ++live;
                 const Key& key = key_at(b, i);
                 if (!equal(key, key)) continue;  // NaN-like: its hash is not stable
@@ -1652,6 +1737,53 @@ bool map<Key, T, Hash, KeyEqual, Allocator>::check_invariants(char* why, std::si
     return true;
 }
 
+namespace detail {
+template <class It>
+using iter_key_t = std::remove_const_t<typename std::iterator_traits<It>::value_type::first_type>;
+template <class It>
+using iter_val_t = typename std::iterator_traits<It>::value_type::second_type;
+template <class It>
+using iter_to_alloc_t = std::pair<const iter_key_t<It>, iter_val_t<It>>;
+// What the deduction guides take for an allocator (and never for a hash).
+template <class A>
+concept allocator_like = requires(A& a) {
+    typename A::value_type;
+    a.allocate(std::size_t{});
+};
+}  // namespace detail
+
+// Deduction guides, as std::unordered_map's: spanmap::map m(v.begin(), v.end()).
+template <std::input_iterator It, class Hash = spanmap::hash<detail::iter_key_t<It>>,
+          class Pred = std::equal_to<detail::iter_key_t<It>>,
+          class Alloc = spanmap::allocator<detail::iter_to_alloc_t<It>>>
+    requires(!std::is_integral_v<Hash> && !detail::allocator_like<Hash> && !detail::allocator_like<Pred> &&
+             detail::allocator_like<Alloc>)
+map(It, It, std::size_t = 0, Hash = Hash(), Pred = Pred(), Alloc = Alloc())
+    -> map<detail::iter_key_t<It>, detail::iter_val_t<It>, Hash, Pred, Alloc>;
+
+template <class Key, class T, class Hash = spanmap::hash<Key>, class Pred = std::equal_to<Key>,
+          class Alloc = spanmap::allocator<std::pair<const Key, T>>>
+    requires(!std::is_integral_v<Hash> && !detail::allocator_like<Hash> && !detail::allocator_like<Pred> &&
+             detail::allocator_like<Alloc>)
+map(std::initializer_list<std::pair<Key, T>>, std::size_t = 0, Hash = Hash(), Pred = Pred(), Alloc = Alloc())
+    -> map<Key, T, Hash, Pred, Alloc>;
+
+template <std::input_iterator It, class Alloc>
+    requires detail::allocator_like<Alloc>
+map(It, It, std::size_t, Alloc) -> map<detail::iter_key_t<It>, detail::iter_val_t<It>,
+                                       spanmap::hash<detail::iter_key_t<It>>,
+                                       std::equal_to<detail::iter_key_t<It>>, Alloc>;
+
+template <std::input_iterator It, class Hash, class Alloc>
+    requires(detail::allocator_like<Alloc> && !detail::allocator_like<Hash>)
+map(It, It, std::size_t, Hash, Alloc)
+    -> map<detail::iter_key_t<It>, detail::iter_val_t<It>, Hash, std::equal_to<detail::iter_key_t<It>>, Alloc>;
+
+template <class Key, class T, class Alloc>
+    requires detail::allocator_like<Alloc>
+map(std::initializer_list<std::pair<Key, T>>, std::size_t, Alloc)
+    -> map<Key, T, spanmap::hash<Key>, std::equal_to<Key>, Alloc>;
+
 // Erases every entry for which pred(*it) holds; returns how many. Found by
 // argument-dependent lookup: write erase_if(m, pred) (std::erase_if only
 // knows std's containers).
@@ -1664,16 +1796,3 @@ typename map<Key, T, Hash, KeyEqual, Allocator>::size_type erase_if(map<Key, T, 
 }
 
 }  // namespace spanmap
-
-// entry_ref and std::pair<const Key, T> share a common reference (a const
-// view), which the C++20 iterator concepts require of a proxy reference.
-template <class K, class V1, class V2, template <class> class TQ, template <class> class UQ>
-    requires std::is_same_v<std::remove_const_t<V1>, std::remove_const_t<V2>>
-struct std::basic_common_reference<spanmap::entry_ref<K, V1>, std::pair<K, V2>, TQ, UQ> {
-    using type = spanmap::entry_ref<K, const std::remove_const_t<V1>>;
-};
-template <class K, class V1, class V2, template <class> class TQ, template <class> class UQ>
-    requires std::is_same_v<std::remove_const_t<V1>, std::remove_const_t<V2>>
-struct std::basic_common_reference<std::pair<K, V2>, spanmap::entry_ref<K, V1>, TQ, UQ> {
-    using type = spanmap::entry_ref<K, const std::remove_const_t<V1>>;
-};

@@ -35,8 +35,8 @@ struct map_stats {
     std::size_t old_bucket_count = 0;         // 2^old_B when growing, else 0
     std::size_t old_buckets_evacuated = 0;    // of old_bucket_count
 
-    // Bytes as the allocator rounded them (spanmap::good_size for the arena
-    // allocator; the bytes requested for any other allocator).
+    // Bytes as the allocator rounded them (its good_size member, as the arena
+    // allocator has; the bytes requested for an allocator without one).
     std::size_t bucket_array_bytes = 0;  // current array plus old array while growing
     std::size_t overflow_bytes = 0;      // separately allocated overflow buckets
 

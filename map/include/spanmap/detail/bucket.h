@@ -1,0 +1,247 @@
+#pragma once
+// The bucket basics of spanmap::map (see the essay at the top of
+// <spanmap/map.h>): the tophash markers, the growth arithmetic, the 8-slot
+// bucket and its tophash word, and what the map asks of its allocator and
+// its hash. Nothing here knows the map's key or value types beyond a slot's
+// size and alignment.
+
+#include <algorithm>
+#include <bit>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <type_traits>
+#include <utility>
+
+// AddressSanitizer sees the slots: an empty slot is poisoned, so a reference
+// kept across a growth (or an erase) into a slot that no longer holds its
+// entry is reported where it is used, as for a table whose slots are freed.
+#if defined(__SANITIZE_ADDRESS__)
+#define SPANMAP_MAP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SPANMAP_MAP_ASAN 1
+#endif
+#endif
+#if defined(SPANMAP_MAP_ASAN)
+#include <sanitizer/asan_interface.h>
+#endif
+
+// Generation checks: an iterator remembers the map's generation, which every
+// move of entries (evacuation, a new array, clear, assignment) advances; an
+// iterator of an older generation stops the process where it is used. On in
+// debug builds; -DSPANMAP_MAP_GENERATIONS=1 or 0 decides for any build (every
+// translation unit of a program must agree: it changes the iterator's size).
+#ifndef SPANMAP_MAP_GENERATIONS
+#ifdef NDEBUG
+#define SPANMAP_MAP_GENERATIONS 0
+#else
+#define SPANMAP_MAP_GENERATIONS 1
+#endif
+#endif
+
+namespace spanmap::detail {
+
+#if defined(SPANMAP_MAP_ASAN)
+inline constexpr bool asan = true;
+inline void poison(const void* p, std::size_t n) noexcept { ASAN_POISON_MEMORY_REGION(p, n); }
+inline void unpoison(const void* p, std::size_t n) noexcept { ASAN_UNPOISON_MEMORY_REGION(p, n); }
+#else
+inline constexpr bool asan = false;
+inline void poison(const void*, std::size_t) noexcept {}
+inline void unpoison(const void*, std::size_t) noexcept {}
+#endif
+
+// tophash markers: the byte of a slot that holds no entry, or of a slot of an
+// old bucket that has been evacuated (Go's names and values).
+enum tophash_marker : std::uint8_t {
+    empty_rest = 0,       // empty, and so is every later slot of this chain
+    empty_one = 1,        // empty
+    evacuated_x = 2,      // entry moved to the same index of the new array
+    evacuated_y = 3,      // entry moved to another index of the new array
+    evacuated_empty = 4,  // empty, and the bucket is evacuated
+    min_top_hash = 5,     // a live slot's tophash is at least this
+};
+static_assert(empty_rest == 0,
+              "a cleared bucket (zero bytes, e.g. from allocate_zeroed) must read as empty_rest in every slot");
+static_assert(empty_one == empty_rest + 1, "is_empty(t) is t <= empty_one");
+static_assert(evacuated_y == evacuated_x + 1,
+              "evacuation writes evacuated_x + use_y, use_y being 0 (X) or 1 (Y)");
+static_assert(min_top_hash == evacuated_empty + 1,
+              "tophash_of() lifts every hash byte below min_top_hash by min_top_hash, so a live slot's byte is "
+              ">= min_top_hash and can never be read as a marker");
+
+inline constexpr unsigned bucket_cnt = 8;            // slots per bucket
+inline constexpr std::size_t max_direct_size = 128;  // bigger keys and values are stored indirectly
+
+// Load factor 6.5 (entries per bucket) as 13/2, so the trigger is integer
+// arithmetic. Go chose it from this measurement of maximally loaded tables
+// (just before they grow), 8-byte keys and values, 64-bit. Columns: buckets
+// that have an overflow bucket; overhead bytes per key/value pair; entries
+// checked to find a present key; entries checked to miss (counting every
+// entry of the chain, before tophash filtering):
+//
+//   load factor   buckets with overflow   bytes/entry   hit probe   miss probe
+//       4.0               2.1 %              20.8          3.00         4.0
+//       4.5               4.1 %              17.3          3.25         4.5
+//       5.0               6.9 %              14.8          3.50         5.0
+//       5.5              10.6 %              12.9          3.75         5.5
+//       6.0              15.3 %              11.7          4.00         6.0
+//       6.5              20.9 %              10.8          4.25         6.5
+//       7.0              27.1 %              10.2          4.50         7.0
+//       7.5              34.0 %               9.7          4.75         7.5
+//       8.0              41.1 %               9.4          5.00         8.0
+//
+// 6.5 is where bytes per entry stop falling fast while a fifth of the buckets
+// have an overflow bucket. (go1.21 computed 13*(2^B/2) as 6*2^B by an integer
+// slip, golang/go#63438; ours is 6.5.) The bench BM_LoadFactorTable in
+// bench/map_bench.cpp re-measures all four columns with spanmap::hash (and,
+// up to 6.5, the first two on a real spanmap::map); it lands within 0.5 of
+// every number above.
+inline constexpr std::size_t load_factor_num = 13;
+inline constexpr std::size_t load_factor_den = 2;
+
+// Go's overLoadFactor: would `count` entries overload 2^B buckets?
+constexpr bool over_load_factor(std::size_t count, std::uint8_t B) noexcept {
+    return count > bucket_cnt && count > load_factor_num * ((std::size_t{1} << B) / load_factor_den);
+}
+
+// Go's tooManyOverflowBuckets: about as many overflow buckets as buckets
+// (capped at 2^15, since noverflow is approximate from B = 16 on).
+constexpr bool too_many_overflow_buckets(std::uint32_t noverflow, std::uint8_t B) noexcept {
+    return noverflow >= (std::uint32_t{1} << std::min<std::uint8_t>(B, 15));
+}
+
+// The smallest B that holds n entries without growing (Go's makemap).
+constexpr std::uint8_t b_for_count(std::size_t n) noexcept {
+    std::uint8_t B = 0;
+    while (over_load_factor(n, B)) ++B;
+    return B;
+}
+
+constexpr std::uint8_t tophash_of(std::uint64_t hash) noexcept {
+    const auto top = static_cast<std::uint8_t>(hash >> 56);
+    return top < min_top_hash ? static_cast<std::uint8_t>(top + min_top_hash) : top;
+}
+
+constexpr std::size_t round_up(std::size_t n, std::size_t align) noexcept { return (n + align - 1) / align * align; }
+
+// A bucket's 8 tophash bytes read as one word, slot i in byte i (bits
+// 8i..8i+7), so a probe tests all 8 slots with a few word operations instead
+// of a loop. Each test returns a mask with the high bit of every selected
+// byte set; slots are taken from it lowest first (the order of the slots).
+struct tophash_word {
+    static constexpr std::uint64_t lsb = 0x0101010101010101ULL;
+    static constexpr std::uint64_t msb = 0x8080808080808080ULL;
+
+    std::uint64_t w;
+
+    static tophash_word load(const unsigned char* tophash) noexcept {
+        std::uint64_t w;
+        std::memcpy(&w, tophash, sizeof w);
+        if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
+        return {w};
+    }
+    // Exactly the zero bytes: (b & 0x7f) + 0x7f carries into bit 7 for any
+    // nonzero low bits and never into the next byte.
+    static constexpr std::uint64_t zero_bytes(std::uint64_t x) noexcept { return ~(((x & ~msb) + ~msb) | x) & msb; }
+    constexpr std::uint64_t matching(std::uint8_t top) const noexcept { return zero_bytes(w ^ (lsb * top)); }
+    constexpr std::uint64_t empty() const noexcept { return zero_bytes(w & ~lsb); }  // empty_rest or empty_one
+    constexpr bool has_empty_rest() const noexcept { return zero_bytes(w) != 0; }
+
+    static constexpr unsigned first(std::uint64_t mask) noexcept { return static_cast<unsigned>(std::countr_zero(mask)) / 8; }
+};
+static_assert(tophash_word::zero_bytes(0x0100ff7f80000001ULL) == 0x0080000000808000ULL);
+static_assert(tophash_word{0x0100ff7f80000001ULL}.empty() == 0x8080000000808080ULL,
+              "empty() selects the bytes equal to empty_rest (0) or empty_one (1)");
+
+// Stored behind a pointer: too big to copy around in buckets (Go's rule), or
+// a move that may throw (evacuation must not fail half-way).
+template <class U>
+inline constexpr bool stored_indirectly = sizeof(U) > max_direct_size || !std::is_nothrow_move_constructible_v<U>;
+
+// Does H take the map's seed itself (spanmap::hash does), or do we mix it in?
+template <class H, class K>
+concept seeded_hasher = requires(const H& h, const K& k, std::uint64_t seed) {
+    { h(k, seed) } -> std::convertible_to<std::uint64_t>;
+};
+
+template <class H, class K>
+consteval bool nothrow_hasher() {
+    if constexpr (seeded_hasher<H, K>) {
+        return noexcept(std::declval<const H&>()(std::declval<const K&>(), std::uint64_t{}));
+    } else {
+        return noexcept(std::declval<const H&>()(std::declval<const K&>()));
+    }
+}
+
+[[noreturn]] inline void fatal(const char* what) noexcept {
+    // stderr is unbuffered: nothing is allocated on the way out.
+    std::fputs("fatal error: ", stderr);
+    std::fputs(what, stderr);
+    std::fputc('\n', stderr);
+    std::abort();
+}
+
+// A bucket whose slots are of type Slot, as raw bytes (the map constructs
+// and destroys each slot's object itself; see the pseudo-struct in map.h).
+template <class Slot>
+struct alignas(std::max(alignof(Slot), alignof(void*))) bucket {
+    static constexpr std::size_t slots_offset = round_up(bucket_cnt, alignof(Slot));
+    static constexpr std::size_t overflow_offset = round_up(slots_offset + bucket_cnt * sizeof(Slot), alignof(bucket*));
+    static constexpr std::size_t align = std::max(alignof(Slot), alignof(bucket*));
+    static constexpr std::size_t bytes = round_up(overflow_offset + sizeof(bucket*), align);
+
+    unsigned char raw[bytes];
+};
+
+template <class Slot>
+std::uint8_t* tophash(bucket<Slot>* b) noexcept {
+    return b->raw;
+}
+template <class Slot>
+bucket<Slot>*& overflow(bucket<Slot>* b) noexcept {
+    return *std::launder(reinterpret_cast<bucket<Slot>**>(b->raw + bucket<Slot>::overflow_offset));
+}
+template <class Slot>
+void* slot_at(bucket<Slot>* b, unsigned i) noexcept {
+    return b->raw + bucket<Slot>::slots_offset + i * sizeof(Slot);
+}
+// An empty chain of one bucket: every slot empty_rest (and poisoned), no overflow.
+template <class Slot>
+void init_bucket(bucket<Slot>* b) noexcept {
+    std::memset(b->raw, empty_rest, bucket_cnt);
+    ::new (static_cast<void*>(b->raw + bucket<Slot>::overflow_offset)) bucket<Slot>*(nullptr);
+    poison(b->raw + bucket<Slot>::slots_offset, bucket_cnt * sizeof(Slot));
+}
+// Evacuation marks every slot of an old bucket, so the first slot tells.
+template <class Slot>
+bool evacuated(bucket<Slot>* b) noexcept {
+    const std::uint8_t t = tophash(b)[0];
+    return t > empty_one && t < min_top_hash;
+}
+constexpr bool is_live(std::uint8_t t) noexcept { return t >= min_top_hash; }
+
+// What the map takes from an allocator beyond std::allocator_traits, found
+// by its members, not its name (spanmap::allocator has both):
+//   good_size(n): how many objects the block that allocate(n) hands out
+//     really holds, so an array of buckets is rounded up to its size class
+//     (Go's roundupsize) and the tail becomes preallocated overflow buckets;
+//   allocate_zeroed(n): n objects' worth of zero bytes, which an arena hands
+//     out without a memset when its pages are fresh (Go's make(map, n)
+//     clears its array the same way, through fresh spans).
+template <class A>
+concept sizing_allocator = requires(const A& a, std::size_t n) {
+    { a.good_size(n) } -> std::convertible_to<std::size_t>;
+};
+template <class A>
+concept zeroing_allocator = requires(A& a, std::size_t n) {
+    { a.allocate_zeroed(n) } -> std::same_as<typename std::allocator_traits<A>::pointer>;
+};
+
+}  // namespace spanmap::detail
