@@ -5,7 +5,7 @@
 #pragma once
 
 #include "sizeclasses.h"
-#include "test_common.h"
+#include "../common/test_common.h"
 
 #include <spanmap/alloc.h>
 #include <spanmap/spanmap.h>

@@ -6,7 +6,7 @@
 #pragma once
 
 #include "cache.h"
-#include "test_common.h"
+#include "../common/test_common.h"
 
 #include <spanmap/alloc.h>
 #include <spanmap/spanmap.h>
