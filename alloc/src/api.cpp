@@ -9,7 +9,6 @@
 #include <spanmap/spanmap.h>
 
 #include <dlfcn.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -21,7 +20,7 @@ namespace {
 
 constexpr bool is_pow2(std::size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
-std::size_t pages_for(std::size_t n) { return n == 0 ? 1 : (n + page_size - 1) >> page_shift; }
+std::size_t pages_for(std::size_t n) { return n == 0 ? 1 : round_up(n, page_size) >> page_shift; }
 
 // Dirty large blocks at least this big are zeroed by giving their pages back
 // to the kernel (which maps zero pages on the next touch) instead of writing
@@ -44,7 +43,7 @@ SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero
     unpoison(p, s->end() - s->base);
     if (zero && s->needzero) {
         const std::size_t bytes = std::size_t{s->npages} << page_shift;
-        if (bytes < zero_by_madvise_bytes || ::madvise(p, bytes, MADV_DONTNEED) != 0) std::memset(p, 0, n);
+        if (bytes < zero_by_madvise_bytes || !os_discard(p, bytes)) std::memset(p, 0, n);
     }
     // The heap profiler's countdown, on this slow path with no lock held; a
     // thread with no cache yet gets one here when profiling is on.

@@ -29,7 +29,7 @@ mcache* new_cache() noexcept {
         }
     }
     if (mc == nullptr) {
-        constexpr std::size_t bytes = (sizeof(mcache) + 4095) & ~std::size_t{4095};
+        constexpr std::size_t bytes = round_up(sizeof(mcache), os_page_size);
         mc = static_cast<mcache*>(os_map(bytes));
         if (mc == nullptr) return nullptr;
         // Not under the heap's lock like the other writers: a real add.

@@ -10,6 +10,8 @@
 // line there.
 #pragma once
 
+#include <spanmap/profile.h>
+
 #include <cstdint>
 #include <string_view>
 
@@ -30,7 +32,7 @@ struct conf_values {
 
     // --- the heap profiler (profile.h) ---
     bool prof = false;                       // profile from initialisation on; dump at exit
-    std::uint64_t prof_rate = 512 << 10;     // mean bytes between samples (not 0)
+    std::uint64_t prof_rate = default_profile_rate;  // mean bytes between samples (not 0)
     char prof_prefix[256] = "spanmap";       // the dump at exit: <prof_prefix>.<pid>.heap
 };
 

@@ -165,7 +165,7 @@ bool check_caches(report& r) {
         for (unsigned c = 1; c < num_classes; ++c)
             if (mc->bins[c].count.load(std::memory_order_relaxed) != 0) return r.fail("a parked cache still holds objects of class %u", c);
     if (total == 0) return true;
-    const std::size_t bytes = (total * sizeof(void*) + 4095) & ~std::size_t{4095};
+    const std::size_t bytes = round_up(total * sizeof(void*), os_page_size);
     auto* all = static_cast<std::uintptr_t*>(os_map(bytes));
     if (all == nullptr) return r.fail("no memory for the cache check");
     std::size_t k = 0;

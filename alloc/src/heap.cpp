@@ -2,7 +2,6 @@
 
 #include "scavenge.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -62,8 +61,6 @@ void span_pool::put(mspan* s) noexcept {
 // --- mheap -------------------------------------------------------------------
 
 namespace {
-
-constexpr std::uintptr_t round_up(std::uintptr_t x, std::uintptr_t align) { return (x + align - 1) & ~(align - 1); }
 
 heap_arena* arena_of_page(std::uintptr_t page) { return arena_of(page << page_shift); }
 
@@ -148,7 +145,7 @@ void mheap::add_pages(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcep
     bump(pages_reserved_, std::size_t{hi - lo});
     void* start = reinterpret_cast<void*>(a->base + std::uintptr_t{lo} * page_size);
     const std::size_t bytes = std::size_t{hi - lo} * page_size;
-    arena_advice(start, bytes);
+    os_huge_page_advice(start, bytes);
     // A kernel without CONFIG_ANON_VMA_NAME refuses with EINVAL; the arena
     // works all the same, and the statistics report the refusal. errno is
     // kept: the malloc that reserved these pages succeeds.
@@ -176,7 +173,7 @@ heap_arena* mheap::add_arena(std::uintptr_t base, std::uint32_t reserved_pages) 
         metadata_sys.fetch_add(sizeof(arena_leaf), std::memory_order_relaxed);
         root.store(leaf, std::memory_order_release);
     }
-    constexpr std::size_t meta_bytes = (sizeof(heap_arena) + 4095) & ~std::size_t{4095};
+    constexpr std::size_t meta_bytes = round_up(sizeof(heap_arena), os_page_size);
     auto* a = static_cast<heap_arena*>(os_map(meta_bytes));
     if (a == nullptr) return nullptr;
     metadata_sys.fetch_add(meta_bytes, std::memory_order_relaxed);
@@ -316,11 +313,7 @@ void release_zeroed(const void* from, const void* to) noexcept {
     const auto os_page = static_cast<std::uintptr_t>(::getpagesize());
     const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(from) + os_page - 1) & ~(os_page - 1);
     const std::uintptr_t hi = reinterpret_cast<std::uintptr_t>(to) & ~(os_page - 1);
-    if (hi > lo) {
-        const int saved = errno;
-        ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
-        errno = saved;
-    }
+    if (hi > lo) os_discard(reinterpret_cast<void*>(lo), hi - lo);
 }
 
 }  // namespace
@@ -336,7 +329,7 @@ void mheap::release_page_map(heap_arena* a, std::uint32_t lo, std::uint32_t hi) 
 bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
     // A page is known to be zero if the heap never handed it out, or if its
     // memory went back to the OS with an advice that zero-fills (see scavenge.h).
-    const bool released_is_zero = scavenge_zeroes();
+    const bool released_is_zero = os_release_zeroes();
     const std::uint32_t now = tick();
     bool dirty = false;
     std::size_t reused = 0;

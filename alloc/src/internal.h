@@ -33,6 +33,12 @@ inline constexpr std::size_t max_objects_per_span = page_size / 8;
 inline constexpr std::size_t span_bitmap_words = max_objects_per_span / 64;
 static_assert(max_objects_per_span <= 0xffff, "mspan::live_samples counts a span's objects in 16 bits");
 
+// n rounded up to a multiple of `to`, a power of two.
+constexpr std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) & ~(to - 1); }
+// The smallest unit mmap hands out on the machines spanmap runs on; the
+// allocator's own records are mapped in multiples of it.
+inline constexpr std::size_t os_page_size = 4096;
+
 static_assert(page_size == 8192, "Go's page: _PageShift = 13");
 static_assert(arena_bytes == 64u << 20, "Go's arena on linux/amd64: 64 MiB");
 static_assert(pages_per_arena % 64 == 0, "the arena's page bitmap is whole words");
@@ -105,6 +111,18 @@ void* os_map_aligned(std::size_t bytes, std::size_t align) noexcept;
 // Names a mapping in /proc/self/maps ("[anon:<name>]"); false where the kernel
 // lacks CONFIG_ANON_VMA_NAME.
 bool os_name(void* p, std::size_t bytes, const char* name) noexcept;
+// Gives pages back to the OS with the configured advice (SPANMAP_CONF
+// madvise: MADV_DONTNEED, or MADV_FREE where the kernel has it).
+void os_release(void* p, std::size_t bytes) noexcept;
+// Whether a page given back by os_release reads as zero when it is taken
+// again (MADV_DONTNEED zero-fills on the next touch; MADV_FREE keeps the old
+// data until the kernel reclaims it).
+bool os_release_zeroes() noexcept;
+// Gives pages back so that they read as zero on the next touch
+// (MADV_DONTNEED, whatever the configuration); false if the kernel refused.
+bool os_discard(void* p, std::size_t bytes) noexcept;
+// Transparent huge pages for a new arena, as SPANMAP_CONF thp says.
+void os_huge_page_advice(void* base, std::size_t bytes) noexcept;
 std::uint64_t os_random() noexcept;
 
 // Bytes the allocator has mapped for its own metadata (spans, arenas, caches).

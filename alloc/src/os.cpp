@@ -1,7 +1,10 @@
 // The allocator's only contact with the operating system: mappings, their
-// names, randomness and the last words of a fatal error. Nothing here may
-// allocate: this code runs when spanmap is malloc.
+// names and the advice given on them (which madvise, chosen here from the
+// configuration), what the kernel would commit, randomness, futexes and the
+// last words of a fatal error. Nothing here may allocate: this code runs when
+// spanmap is malloc.
 #include "internal.h"
+#include "conf.h"
 
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -17,6 +20,9 @@
 #include <cstring>
 #include <ctime>
 
+#ifndef MADV_FREE
+#define MADV_FREE 8
+#endif
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
@@ -202,6 +208,28 @@ void* os_map_aligned(std::size_t bytes, std::size_t align) noexcept {
 bool os_name(void* p, std::size_t bytes, const char* name) noexcept {
     return ::prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, reinterpret_cast<unsigned long>(p), bytes,
                    reinterpret_cast<unsigned long>(name)) == 0;
+}
+
+bool os_release_zeroes() noexcept { return !conf.madv_free; }
+
+void os_release(void* p, std::size_t bytes) noexcept {
+    const int saved = errno;
+    if (!conf.madv_free || ::madvise(p, bytes, MADV_FREE) != 0) ::madvise(p, bytes, MADV_DONTNEED);
+    errno = saved;
+}
+
+bool os_discard(void* p, std::size_t bytes) noexcept {
+    const int saved = errno;
+    const bool ok = ::madvise(p, bytes, MADV_DONTNEED) == 0;
+    errno = saved;
+    return ok;
+}
+
+void os_huge_page_advice(void* base, std::size_t bytes) noexcept {
+    if (conf.thp == thp_mode::system) return;
+    const int saved = errno;
+    ::madvise(base, bytes, conf.thp == thp_mode::always ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+    errno = saved;
 }
 
 std::uint64_t os_random() noexcept {

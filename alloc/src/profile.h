@@ -56,9 +56,12 @@
 
 #include "cache.h"
 
+#include <spanmap/profile.h>
+
 namespace spanmap::detail {
 
-inline constexpr std::size_t default_profile_rate = 512 << 10;  // Go's MemProfileRate
+// Go's MemProfileRate, 512 KiB: <spanmap/profile.h> names it.
+using spanmap::default_profile_rate;
 // Frames kept per stack; deeper stacks are cut (pprof reads them as they are).
 inline constexpr std::size_t max_profile_depth = 64;
 

@@ -6,16 +6,12 @@
 #include <pthread.h>
 #include <signal.h>
 #include <linux/futex.h>
-#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <ctime>
 
-#ifndef MADV_FREE
-#define MADV_FREE 8
-#endif
 
 namespace spanmap::detail {
 namespace {
@@ -112,21 +108,6 @@ void* scavenger_main(void*) {
 }
 
 }  // namespace
-
-bool scavenge_zeroes() noexcept { return !conf.madv_free; }
-
-void os_release(void* p, std::size_t bytes) noexcept {
-    const int saved = errno;
-    if (!conf.madv_free || ::madvise(p, bytes, MADV_FREE) != 0) ::madvise(p, bytes, MADV_DONTNEED);
-    errno = saved;
-}
-
-void arena_advice(void* base, std::size_t bytes) noexcept {
-    if (conf.thp == thp_mode::system) return;
-    const int saved = errno;
-    ::madvise(base, bytes, conf.thp == thp_mode::always ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
-    errno = saved;
-}
 
 void maybe_start_scavenger() noexcept {
     const int state = scavenger_state.load(std::memory_order_relaxed);

@@ -41,14 +41,6 @@
 
 namespace spanmap::detail {
 
-// Whether a released page reads as zero when it is taken again (MADV_DONTNEED
-// zero-fills on the next touch; MADV_FREE keeps the old data until the kernel
-// reclaims it).
-bool scavenge_zeroes() noexcept;
-// madvise with the configured advice.
-void os_release(void* p, std::size_t bytes) noexcept;
-// Transparent huge pages for a new arena, as SPANMAP_CONF thp says.
-void arena_advice(void* base, std::size_t bytes) noexcept;
 // Starts the background thread if it is due. Call with no allocator lock held.
 void maybe_start_scavenger() noexcept;
 // The fork child has no scavenger thread and may not start one (the child of

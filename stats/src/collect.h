@@ -25,7 +25,7 @@ constexpr std::uint64_t class_objects_per_span(unsigned c) {
 constexpr std::uint64_t class_span_bytes(unsigned c) { return std::uint64_t{sc::class_pages[c]} * page_size; }
 
 // The size a thread cache's mapping is rounded to (cache.cpp's new_cache).
-inline constexpr std::size_t mcache_mapped_bytes = (sizeof(mcache) + 4095) & ~std::size_t{4095};
+inline constexpr std::size_t mcache_mapped_bytes = round_up(sizeof(mcache), os_page_size);
 
 struct counters {
     // Per class; index 0 counts large objects.

@@ -61,6 +61,7 @@ int spanmap_profile_dump(const char* path) SPANMAP_NOEXCEPT;
 
 namespace spanmap {
 
+// Go's MemProfileRate: the mean number of bytes allocated between samples.
 inline constexpr std::size_t default_profile_rate = 512 << 10;
 
 // As the C functions above: false when profiling is unavailable (errno ENOSYS)
