@@ -89,6 +89,9 @@ TEST(Giant, MoreThanRamAndSwapIsRefused) {
 TEST(Giant, AcceptedAndFreedLeavesTheBookkeepingBehind) {
 #if defined(__SANITIZE_ADDRESS__)
     GTEST_SKIP() << "AddressSanitizer writes the shadow of every byte the heap poisons: an eighth of the block";
+#elif defined(__SANITIZE_THREAD__)
+    GTEST_SKIP() << "ThreadSanitizer keeps a shadow of every page-map entry the heap wrote, resident after the "
+                    "entries go back";
 #endif
     const std::uint64_t total = ram_and_swap();
     // As big as the kernel accepts with room to spare, never touched: its
