@@ -1,4 +1,5 @@
-// mcache: the per-thread cache, and the process-wide state it hangs from.
+// mcache: the per-thread cache. The process-wide state it hangs from is in
+// runtime.h.
 // See <spanmap/alloc.h> for the overview.
 //
 // Each thread owns one mcache, reached through a single initial-exec TLS
@@ -21,10 +22,7 @@
 // the TLS pointer set to `exited_cache` and go straight to mcentral.
 #pragma once
 
-#include "large.h"
-#include "transfer.h"
-
-#include <pthread.h>
+#include "runtime.h"
 
 namespace spanmap::detail {
 
@@ -148,46 +146,6 @@ inline bool cache_usable(const mcache* mc) {
     return reinterpret_cast<std::uintptr_t>(mc) > reinterpret_cast<std::uintptr_t>(exited_cache);
 }
 
-// Everything process-wide, constant-initialised so that it is ready before any
-// constructor runs (the allocator may be called first of all).
-struct global_state {
-    mheap heap;
-    mcentral central[num_classes];
-    transfer_cache transfer[num_classes];
-    large_cache large;
-    // The free mark's keys (fastpath.h): xor_key has its low 4 bits set, so
-    // no object address (16-byte aligned, or 8 for the 8- and 24-byte
-    // classes) xors to zero; mul_key is odd.
-    std::uint64_t free_key_xor = 0;
-    std::uint64_t free_key_mul = 0;
-    pthread_key_t exit_key = 0;
-    std::atomic<int> init_state{0};  // 0: not yet, 2: done
-    mutex init_lock;
-
-    mutex caches_lock;  // guards the two lists and the counts below
-    mcache* live = nullptr;
-    mcache* parked = nullptr;
-    std::size_t nlive = 0;
-    std::size_t nparked = 0;
-    std::size_t caches_mapped = 0;
-
-    // Objects allocated and freed by threads without a cache, and by caches
-    // that were handed back (their counters fold in here).
-    std::atomic<std::uint64_t> retired_nmalloc[num_classes] = {};
-    std::atomic<std::uint64_t> retired_nfree[num_classes] = {};
-};
-extern constinit global_state g;
-
-void init_slow() noexcept;
-// Every mcentral (in class order), every transfer tier, the large cache, then mheap, then the
-// cache lists: the one order the allocator nests its locks in. For walkers that need a still heap
-// (invariant checks, statistics) and for fork.
-void lock_all() noexcept;
-void unlock_all() noexcept;
-inline void ensure_init() noexcept {
-    if (g.init_state.load(std::memory_order_acquire) != 2) init_slow();
-}
-
 // Where the fast paths go when a pop or a push is not enough (no cache yet,
 // an empty or a full bin): the only ways into the tiers below.
 void* alloc_small_slow(unsigned c) noexcept;
@@ -208,6 +166,12 @@ void flush_thread_cache() noexcept;
 void flush_bin(mcache* mc, unsigned c, std::uint32_t keep) noexcept;
 // Moves every object of the transfer tiers back to mcentral.
 void drain_transfer() noexcept;
+// The pthread key destructor of a thread's cache (runtime.cpp registers it):
+// the thread allocates straight from mcentral from now on.
+void cache_thread_exit(void* arg) noexcept;
+// Hands every object of mc back to mcentral, folds its counters into the
+// retired totals and parks it for the next thread.
+void retire(mcache* mc) noexcept;
 
 // Takes the newest object of bin b (class c), which holds n > 0 of them.
 inline void* bin_pop(cache_bin& b, std::uint32_t n, unsigned c) noexcept {
