@@ -9,7 +9,6 @@
 #include <spanmap/spanmap.h>
 
 #include <dlfcn.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -246,8 +245,7 @@ namespace detail {
 #else
     using throw_fn = void (*)();
     if (auto fn = reinterpret_cast<throw_fn>(::dlsym(RTLD_DEFAULT, "_ZSt17__throw_bad_allocv"))) fn();
-    static constexpr char msg[] = "spanmap: out of memory in a C++ allocation, and no C++ runtime to throw std::bad_alloc\n";
-    (void)!::write(2, msg, sizeof msg - 1);
+    write_stderr("spanmap: out of memory in a C++ allocation, and no C++ runtime to throw std::bad_alloc\n");
     std::abort();
 #endif
 }

@@ -78,6 +78,13 @@ void* memalign_impl(std::size_t align, std::size_t size) {
 // Without a C++ runtime (a C program calling the exported C++ API), the
 // failure stops the process with a message instead.
 
+// One attempt at operator new's allocation: the inlined malloc fast path,
+// or an aligned allocation above the default alignment.
+inline void* try_new(std::size_t size, std::size_t align) noexcept {
+    return align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap::detail::malloc_fast(size)
+                                                     : spanmap_aligned_alloc(align, size);
+}
+
 template <class Fn>
 Fn runtime_function(void* handle, const char* name) noexcept {
     return reinterpret_cast<Fn>(::dlsym(handle, name));
@@ -94,15 +101,13 @@ std::new_handler program_new_handler() noexcept {
         const std::new_handler handler = program_new_handler();
         if (handler == nullptr) spanmap::detail::throw_bad_alloc();
         handler();
-        void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap::detail::malloc_fast(size)
-                                                           : spanmap_aligned_alloc(align, size);
+        void* p = try_new(size, align);
         if (p != nullptr) return p;
     }
 }
 
 inline void* new_impl(std::size_t size, std::size_t align) {
-    void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap::detail::malloc_fast(size)
-                                                        : spanmap_aligned_alloc(align, size);
+    void* p = try_new(size, align);
     if (p != nullptr) [[likely]] return p;
     return new_failed(size, align);
 }
@@ -124,8 +129,7 @@ inline void* new_impl(std::size_t size, std::size_t align) {
 }
 
 inline void* new_nothrow(std::size_t size, std::size_t align) noexcept {
-    void* p = align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__ ? spanmap::detail::malloc_fast(size)
-                                                        : spanmap_aligned_alloc(align, size);
+    void* p = try_new(size, align);
     if (p != nullptr) [[likely]] return p;
     return new_nothrow_failed(size, align);
 }
