@@ -8,12 +8,7 @@
 #include <spanmap/alloc.h>
 #include <spanmap/stats.h>
 
-#if __has_include(<spanmap/map.h>)
 #include <spanmap/map.h>
-#define SPANMAP_TOUR_HAS_MAP 1
-#else
-#define SPANMAP_TOUR_HAS_MAP 0
-#endif
 
 #include <cinttypes>
 #include <cstddef>
@@ -38,8 +33,6 @@ void print_location(const char* what, const void* p) {
     }
     std::printf("\n");
 }
-
-#if SPANMAP_TOUR_HAS_MAP
 
 using tour_map = spanmap::map<std::uint64_t, std::uint64_t>;
 
@@ -120,8 +113,6 @@ void grow_a_map(tour_map& m, std::uint64_t n) {
     print_map_stats("final", m.stats());
 }
 
-#endif  // SPANMAP_TOUR_HAS_MAP
-
 // The arena as the kernel sees it: its lines in /proc/self/maps, their
 // figures from /proc/self/smaps, and the resident pages split by whether the
 // heap uses them.
@@ -154,7 +145,6 @@ void show_mappings() {
 
 int main() {
     std::printf("spanmap tour: a map on the arena, and what the allocator and the kernel see\n");
-#if SPANMAP_TOUR_HAS_MAP
     {
         tour_map m;
         grow_a_map(m, 60000);
@@ -162,15 +152,6 @@ int main() {
         spanmap::print_stats(stdout, spanmap::stats_format::text);
         show_mappings();
     }
-#else
-    // Without spanmap::map in this build, the allocator alone.
-    void* blocks[1000];
-    for (std::size_t i = 0; i < 1000; ++i) blocks[i] = spanmap::allocate(16 + i * 40, 8);
-    heading("2. The allocator (spanmap::map is not part of this build)");
-    spanmap::print_stats(stdout, spanmap::stats_format::text);
-    show_mappings();
-    for (std::size_t i = 0; i < 1000; ++i) spanmap::deallocate(blocks[i], 16 + i * 40, 8);
-#endif
     heading("4. After the map is gone");
     const spanmap::mem_stats m = spanmap::read_mem_stats();
     std::printf("   alloc %" PRIu64 " B in %" PRIu64 " objects; heap_inuse %" PRIu64 " KiB, heap_idle %" PRIu64

@@ -2,7 +2,7 @@
 // the checks every free makes before it trusts a pointer.
 #include "fastpath.h"
 #include "large.h"
-#include "profile.h"
+#include "sampling.h"
 #include "scavenge.h"
 
 #include <spanmap/alloc.h>
@@ -49,7 +49,7 @@ SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero
     mcache* mc = tls_cache;
     if (__builtin_expect(
             mc == nullptr || (cache_usable(mc) && mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off), 0))
-        profile_large(p, s);
+        sample_large(p, s);
     maybe_start_scavenger();
     return p;
 }
@@ -115,7 +115,7 @@ std::size_t span_usable(const mspan* s) noexcept {
 
 // Frees the live object ptr of span s (checked_span's answer).
 void free_checked(void* ptr, mspan* s) noexcept {
-    if (__builtin_expect(s->live_samples.load(std::memory_order_relaxed) != 0, 0)) profile_on_free(ptr, s);
+    if (__builtin_expect(s->live_samples.load(std::memory_order_relaxed) != 0, 0)) sampled_free(ptr, s);
     if (__builtin_expect(s->size_class != 0, 1)) {
         free_small_slow(s->size_class, ptr);
         return;

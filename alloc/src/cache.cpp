@@ -1,7 +1,7 @@
 #include "fastpath.h"
 #include "conf.h"
 #include "scavenge.h"
-#include "profile.h"
+#include "sampling.h"
 
 #include <cerrno>
 #include <cstring>
@@ -38,10 +38,10 @@ mcache* new_cache() noexcept {
         ++g.caches_mapped;
     }
     lock_guard lk(g.caches_lock);
-    // Under the lock profile_start/profile_stop take to set every live cache.
+    // Under the lock sampler::start/stop take to set every live cache.
     // A parked cache may have left its thread inside the profiler (a fork
     // child parks the caches of the threads that did not come along).
-    const bool profiling = profile_active();
+    const bool profiling = sampling_active();
     mc->prof.profiling.store(profiling ? profiling_redraw : profiling_off, std::memory_order_release);
     // On: the first allocation is a sample point, which draws the countdown.
     mc->prof.bytes_until_sample.store(profiling ? -1 : countdown_off, std::memory_order_relaxed);

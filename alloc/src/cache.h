@@ -1,6 +1,6 @@
 // mcache: the per-thread cache. The process-wide state it hangs from is in
 // runtime.h.
-// See <spanmap/alloc.h> for the overview.
+// See DESIGN.md for the overview.
 //
 // Each thread owns one mcache, reached through a single initial-exec TLS
 // pointer (no TLS wrapper calls, no thread_local destructor that could call
@@ -97,22 +97,22 @@ inline std::uint64_t bin_nmalloc(const cache_bin& b) noexcept {
     return b.nfree.load(std::memory_order_relaxed) + b.nmoved_in.load(std::memory_order_relaxed) - n;
 }
 
-// The heap profiler's per-thread state (see profile.h). First in mcache, so
+// The heap profiler's per-thread state (see sampling.h). First in mcache, so
 // the fast path's countdown is in the line the TLS pointer points at.
 struct cache_profile {
     // Bytes until the next sample point: every small allocation subtracts its
     // size, and the one that takes it below zero goes out of line
-    // (profile_small). Profiling off, it counts down from countdown_off and
+    // (sample_small). Profiling off, it counts down from countdown_off and
     // the out-of-line call only winds it up again, so off and on pay the same
     // subtract-and-branch. Written by the owner with relaxed loads and stores
-    // (a plain mov, no read-modify-write); profile_start/profile_stop also
+    // (a plain mov, no read-modify-write); sampler::start/stop also
     // store -1 into it, so that the owner's next allocation looks at
     // `profiling` (a store of theirs lost to the owner's racing write only
     // delays that to the end of the current countdown).
     std::atomic<std::int64_t> bytes_until_sample;
     // profiling_off, profiling_on, or profiling_redraw (on, and the countdown
     // is to be drawn afresh: the rate may have changed). Set for every live
-    // cache by profile_start/profile_stop and for a cache when it is
+    // cache by sampler::start/stop and for a cache when it is
     // attached, under caches_lock; the owner turns redraw into on. Read only
     // at sample points.
     std::atomic<std::uint8_t> profiling;
@@ -152,8 +152,8 @@ void* alloc_small_slow(unsigned c) noexcept;
 // p: a live object of class c, checked by the caller; it leaves marked free.
 void free_small_slow(unsigned c, void* p) noexcept;
 // A small allocation p (class c) whose size took mc's countdown below zero:
-// a sample when profiling is on, else the countdown starts again (profile.cpp).
-void* profile_small(mcache* mc, void* p, unsigned c) noexcept;
+// a sample when sampling is on, else the countdown starts again (sampler.cpp).
+void* sample_small(mcache* mc, void* p, unsigned c) noexcept;
 // Refills mc's empty bin c from mcentral and pops an object from it; nullptr
 // when the heap could get no memory.
 void* refill_and_pop(mcache* mc, unsigned c) noexcept;

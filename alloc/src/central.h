@@ -1,4 +1,4 @@
-// mcentral: one per size class. See <spanmap/alloc.h> for the overview.
+// mcentral: one per size class. See DESIGN.md for the overview.
 //
 // Owns the spans of its class: `partial` holds spans with at least one free
 // object, `full` those with none. Thread caches come here in batches — fill()

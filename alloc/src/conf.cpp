@@ -1,9 +1,9 @@
-// SPANMAP_CONF parsing; see conf.h. Also home of the at-exit report.
+// SPANMAP_CONF parsing; see conf.h.
 #include "conf.h"
+#include "writer.h"
 
 #include "cache.h"
 
-#include <spanmap/stats.h>
 
 #include <unistd.h>
 
@@ -39,7 +39,7 @@ bool set_string(std::string_view v) noexcept {
     return true;
 }
 
-// --- the heap profiler's keys (profile.h) ---
+// --- the heap profiler's keys (alloc/profile) ---
 bool set_prof_rate(std::string_view v) noexcept {
     std::uint64_t rate = 0;
     if (!parse_size(v, rate) || rate == 0) return false;
@@ -88,28 +88,14 @@ constexpr option options[] = {
 
 // --- warnings, without allocating --------------------------------------------------
 
-void write_err(std::string_view s) noexcept {
-    while (!s.empty()) {
-        const ssize_t n = ::write(STDERR_FILENO, s.data(), s.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return;
-        s.remove_prefix(static_cast<std::size_t>(n));
-    }
-}
-
-// Quotes at most 64 bytes of what the user wrote.
+// Quotes at most 64 bytes of what the user wrote; one line, one write.
 void warn(std::string_view what, std::string_view text, std::string_view key = {}) noexcept {
     const int saved = errno;
-    write_err("spanmap: SPANMAP_CONF: ");
-    write_err(what);
-    write_err(" \"");
-    write_err(text.substr(0, 64));
-    write_err(text.size() > 64 ? "...\"" : "\"");
-    if (!key.empty()) {
-        write_err(" for ");
-        write_err(key);
-    }
-    write_err(" (ignored)\n");
+    text_writer w(STDERR_FILENO);
+    w << "spanmap: SPANMAP_CONF: " << what << " \"" << text.substr(0, 64) << (text.size() > 64 ? "...\"" : "\"");
+    if (!key.empty()) w << " for " << key;
+    w << " (ignored)\n";
+    w.finish();
     errno = saved;
 }
 
@@ -186,20 +172,4 @@ int parse_conf(const char* text) noexcept {
 
 void read_conf() noexcept { parse_conf(::secure_getenv("SPANMAP_CONF")); }
 
-namespace {
-
-// stats_print: the report, at exit. A destructor function rather than
-// atexit(): atexit may allocate (glibc's first 32 handlers are static, later
-// ones are not), and registering from inside the first malloc would re-enter
-// it. It runs after the program's static destructors (fini arrays run last),
-// so what they free is counted. It lives here, not with the report, because a
-// static library links only the objects something refers to: this one is
-// always in (init_slow calls read_conf), and it pulls the report in.
-__attribute__((destructor)) void print_stats_at_exit() {
-    // Reads SPANMAP_CONF if nothing ever allocated (and so nothing did yet).
-    ensure_init();
-    if (conf.stats_print) spanmap::print_stats(stderr, spanmap::stats_format::text);
-}
-
-}  // namespace
 }  // namespace spanmap::detail

@@ -30,7 +30,7 @@ struct conf_values {
     bool madv_free = false;           // release with MADV_FREE instead of MADV_DONTNEED
     thp_mode thp = thp_mode::system;  // thp:default|always|never
 
-    // --- the heap profiler (profile.h) ---
+    // --- the heap profiler (alloc/profile) ---
     bool prof = false;                       // profile from initialisation on; dump at exit
     std::uint64_t prof_rate = default_profile_rate;  // mean bytes between samples (not 0)
     char prof_prefix[256] = "spanmap";       // the dump at exit: <prof_prefix>.<pid>.heap

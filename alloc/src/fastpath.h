@@ -1,4 +1,4 @@
-// malloc's and free's fast paths, side by side. See <spanmap/alloc.h> for the
+// malloc's and free's fast paths, side by side. See DESIGN.md for the
 // overview and cache.h for the bins they work on.
 //
 // Both are inlined into every entry point (the C API, the C++ API and the
@@ -67,7 +67,7 @@ SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, void* p, unsigned 
     const std::int64_t left =
         mc->prof.bytes_until_sample.load(std::memory_order_relaxed) - std::int64_t{sc::class_size[c]};
     mc->prof.bytes_until_sample.store(left, std::memory_order_relaxed);
-    if (__builtin_expect(left < 0, 0)) return profile_small(mc, p, c);
+    if (__builtin_expect(left < 0, 0)) return sample_small(mc, p, c);
     return p;
 }
 

@@ -1,4 +1,4 @@
-// mheap: the page heap. See <spanmap/alloc.h> for the overview.
+// mheap: the page heap. See DESIGN.md for the overview.
 //
 // Owns every arena (64 MiB of address space, aligned to its size, reserved
 // with mmap a step at a time as the heap grows: see grow()), the page map that takes an address to its span, and every page: a

@@ -1,8 +1,9 @@
 // Shared vocabulary of the allocator's tiers: constants, the OS layer, locks,
-// fatal errors, spans, arenas and the page map. See <spanmap/alloc.h> for the
+// fatal errors, spans, arenas and the page map. See DESIGN.md for the
 // design; each tier's header says what it owns.
 #pragma once
 
+#include "sampler.h"
 #include "sizeclasses.h"
 
 #include <array>
@@ -128,12 +129,8 @@ std::uint64_t os_random() noexcept;
 // Bytes the allocator has mapped for its own metadata (spans, arenas, caches).
 extern std::atomic<std::size_t> metadata_sys;
 
-// Every function that can stand between the program's call and the heap
-// profiler's stack capture (the allocation entry points and the paths to the
-// sampler) is placed in this section, so the profiler can drop their frames by
-// address: the linker gathers the section into one range and names its ends
-// __start_spanmap_alloc_text and __stop_spanmap_alloc_text. See profile.h.
-#define SPANMAP_ALLOC_TEXT __attribute__((section("spanmap_alloc_text")))
+// SPANMAP_ALLOC_TEXT (sampler.h): the section of the functions the profiler's
+// stacks leave out.
 
 // --- AddressSanitizer ---------------------------------------------------------
 
@@ -239,8 +236,9 @@ struct mspan {
     // Objects of this span that the heap profiler sampled and that are not yet
     // freed: the free path tests it (this line is loaded anyway), and only
     // when it is non-zero looks up the object's bit in sampled_bits; a set bit
-    // sends the free to profile_on_free(). Both change under the profiler's
-    // lock and are read without it (the bit of an object is set before the
+    // sends the free to sampled_free(). Both change by atomic read-modify-write
+    // (two objects of a span may be sampled or freed at once) and are read
+    // without a lock (the bit of an object is set before the
     // object is returned, so its freer sees it). Zero in a fresh span
     // (span_pool::get), and again when the span's last sample is freed:
     //   live_samples == popcount(sampled_bits).

@@ -1,5 +1,5 @@
 // The large cache: recently freed large spans, kept whole for the next
-// request of the same page count. See <spanmap/alloc.h> for the overview.
+// request of the same page count. See DESIGN.md for the overview.
 //
 // A large object is a span of its own, and giving one to the page heap costs
 // a walk over its pages: every page's span pointer and class byte are written

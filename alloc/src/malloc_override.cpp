@@ -17,7 +17,7 @@
 //   * Preloading must not load a C++ runtime into a C program: the library
 //     is built without exceptions and RTTI and links the C library alone.
 //     operator new's failure path borrows the program's libstdc++ (below),
-//     and the profiler opens libunwind when it starts (profile.cpp).
+//     and the profiler opens libunwind when it starts (alloc/profile/capture.cpp).
 //   * free keeps errno; posix_memalign reports EINVAL for a bad alignment;
 //     pvalloc(0) is one page; realloc(p, 0) frees p and returns NULL (glibc's
 //     behaviour); a pointer from another heap stops the process with a message.
@@ -137,7 +137,7 @@ inline void* new_nothrow(std::size_t size, std::size_t align) noexcept {
 }  // namespace
 
 // Every function of this library is spanmap's: the heap profiler drops all
-// their frames from its stacks (the weak default in profile.cpp says no).
+// their frames from its stacks (the weak default in alloc/profile/capture.cpp says no).
 namespace spanmap::detail {
 bool profile_whole_module() noexcept { return true; }
 }  // namespace spanmap::detail

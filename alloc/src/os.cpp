@@ -5,6 +5,7 @@
 // spanmap is malloc.
 #include "internal.h"
 #include "conf.h"
+#include "writer.h"
 
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -36,47 +37,20 @@ namespace spanmap::detail {
 std::atomic<std::size_t> metadata_sys{0};
 
 void write_stderr(const char* s) noexcept {
-    std::size_t left = std::strlen(s);
-    while (left > 0) {
-        const ssize_t n = ::write(STDERR_FILENO, s, left);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return;
-        s += n;
-        left -= static_cast<std::size_t>(n);
-    }
+    text_writer w(STDERR_FILENO);
+    w << s;
+    w.finish();
 }
 
-namespace {
-
-// "%p" spelled by hand: snprintf may allocate for some conversions, and the
-// heap is in no state to be entered again when this is called.
-void format_pointer(const void* p, char* out) {
-    static constexpr char digits[] = "0123456789abcdef";
-    auto v = reinterpret_cast<std::uintptr_t>(p);
-    char tmp[2 * sizeof v];
-    int n = 0;
-    do {
-        tmp[n++] = digits[v & 15];
-        v >>= 4;
-    } while (v != 0);
-    *out++ = '0';
-    *out++ = 'x';
-    while (n > 0) *out++ = tmp[--n];
-    *out = '\0';
-}
-
-}  // namespace
-
+// One write for the whole line where it fits, so that messages of threads
+// dying at once do not interleave; nothing here allocates (the heap is in no
+// state to be entered again).
 void fatal(const char* what, const void* ptr, const char* detail) noexcept {
-    char buf[2 + 2 * sizeof(void*) + 1];
-    format_pointer(ptr, buf);
-    write_stderr("spanmap: ");
-    write_stderr(what);
-    write_stderr(" ");
-    write_stderr(buf);
-    write_stderr(": ");
-    write_stderr(detail);
-    write_stderr("\n");
+    text_writer w(STDERR_FILENO);
+    w << "spanmap: " << what << " ";
+    w.hex(reinterpret_cast<std::uintptr_t>(ptr));
+    w << ": " << detail << "\n";
+    w.finish();
     std::abort();
 }
 

@@ -2,7 +2,7 @@
 
 #include "cache.h"
 #include "conf.h"
-#include "profile.h"
+#include "sampling.h"
 #include "scavenge.h"
 
 namespace spanmap::detail {
@@ -15,7 +15,7 @@ namespace {
 void* transfer_storage[total_transfer_slots()];
 
 void fork_prepare() noexcept {
-    profile_fork_prepare();
+    sampler_fork_prepare();
     g.init_lock.lock();
     lock_all();
 }
@@ -23,12 +23,12 @@ void fork_prepare() noexcept {
 void fork_parent() noexcept {
     unlock_all();
     g.init_lock.unlock();
-    profile_fork_parent();
+    sampler_fork_parent();
 }
 
 void fork_child() noexcept {
     fork_parent();
-    profile_fork_child();
+    sampler_fork_child();
     scavenger_after_fork_child();
     // Only the forking thread lives on in the child: the caches of the others
     // would hold their objects forever, so they are emptied and parked now.
@@ -80,7 +80,6 @@ void init_slow() noexcept {
         if (pthread_key_create(&g.exit_key, cache_thread_exit) != 0)
             fatal("init", nullptr, "no pthread key left for thread-exit cleanup");
         read_conf();
-        profile_init_from_conf();
         g.init_state.store(2, std::memory_order_release);
     }
     // Registered once the allocator is usable and outside the init lock:

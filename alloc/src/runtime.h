@@ -1,5 +1,5 @@
 // The runtime root: the process-wide state every tier hangs from, its
-// initialisation, the one lock order, and fork. See <spanmap/alloc.h> for the
+// initialisation, the one lock order, and fork. See DESIGN.md for the
 // overview of the tiers themselves.
 //
 // There is one allocator per process, so its state is one constant-
@@ -19,8 +19,9 @@
 //
 // fork: the child must not inherit a lock held by a thread that does not
 // exist there. Every allocator lock is taken before fork in the one order
-// the allocator nests them (lock_all), after the heap profiler's lock,
-// which nests with none; the child then empties and parks the caches of the
+// the allocator nests them (lock_all), after the locks of the profiler's
+// recorder (its fork_prepare, through the sampler), which nest with none;
+// the child then empties and parks the caches of the
 // threads that did not come along.
 #pragma once
 

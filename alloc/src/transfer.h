@@ -1,5 +1,5 @@
 // The transfer tier: one per size class, between the thread caches and
-// mcentral. See <spanmap/alloc.h> for the overview.
+// mcentral. See DESIGN.md for the overview.
 //
 // A thread cache moves objects in batches (bin_batch objects of a class).
 // When a full bin gives a batch up, the batch is parked here as it is — an

@@ -43,25 +43,30 @@ struct heap_ranges {
     }
 };
 
-// Under the heap's lock: the ranges, and how many arenas there are.
+// The ranges, and how many arenas there are (read under the heap's lock).
 std::size_t snapshot_ranges(heap_ranges& r) {
-    lock_guard lk(g.heap.lock());
-    const std::size_t n = g.heap.arenas();
-    heap_arena* const* list = g.heap.arena_list();
-    for (std::size_t i = 0; i < n; ++i) {
-        const std::uintptr_t base = list[i]->base;
-        const std::uintptr_t end = base + std::uintptr_t{list[i]->reserved_pages} * page_size;
-        if (r.n > 0 && r.end[r.n - 1] == base) {
-            r.end[r.n - 1] = end;
-        } else if (r.n < heap_ranges::max) {
-            r.start[r.n] = base;
-            r.end[r.n] = end;
-            ++r.n;
-        } else {
-            r.truncated = true;
-        }
-    }
-    return n;
+    struct sink {
+        heap_ranges& ranges;
+        std::size_t n;
+    } seen{r, 0};
+    introspect::for_each_arena(
+        [](void* ctx, std::uintptr_t base, std::uint32_t reserved_pages) {
+            auto& k = *static_cast<sink*>(ctx);
+            heap_ranges& out = k.ranges;
+            ++k.n;
+            const std::uintptr_t end = base + std::uintptr_t{reserved_pages} * page_size;
+            if (out.n > 0 && out.end[out.n - 1] == base) {
+                out.end[out.n - 1] = end;
+            } else if (out.n < heap_ranges::max) {
+                out.start[out.n] = base;
+                out.end[out.n] = end;
+                ++out.n;
+            } else {
+                out.truncated = true;
+            }
+        },
+        &seen);
+    return seen.n;
 }
 
 void add_line(mapping_report& rep, const mapping_line& line) {
@@ -102,12 +107,7 @@ bool read_lines(const char* path, bool smaps, const heap_ranges& ranges, mapping
 
 // --- residency -----------------------------------------------------------------
 
-struct arena_copy {
-    std::uintptr_t base;
-    bool named;
-    std::uint32_t reserved_pages;
-    std::uint64_t free_bits[arena_bitmap_words];
-};
+using arena_copy = introspect::arena_pages_copy;
 
 bool page_free(const arena_copy& a, std::size_t pg) { return (a.free_bits[pg / 64] >> (pg % 64)) & 1; }
 
@@ -141,7 +141,7 @@ void measure(const arena_copy& a, arena_mapping& m) {
 }
 
 constexpr std::string_view named_line = "[anon:spanmap: heap]";
-static_assert(named_line.substr(6, sizeof arena_vma_name - 1) == std::string_view(arena_vma_name),
+static_assert(named_line.substr(6, sizeof introspect::arena_vma_name - 1) == std::string_view(introspect::arena_vma_name),
               "the name /proc/self/maps shows is the one the heap gives its arenas");
 
 // Which listed lines lie over the arena, whether they cover it and show its name.
@@ -170,7 +170,7 @@ namespace spanmap {
 using namespace spanmap::detail;
 
 mapping_report inspect_mappings() noexcept {
-    ensure_init();
+    introspect::ensure_init();
     mapping_report rep{};
     heap_ranges ranges;
     rep.narenas = snapshot_ranges(ranges);
@@ -183,16 +183,9 @@ mapping_report inspect_mappings() noexcept {
     // heap's lock, then ask the kernel about residency without it.
     std::size_t idx = 0;
     for (std::size_t r = 0; r < ranges.n; ++r) {
-        for (std::uintptr_t base = ranges.start[r]; base < ranges.end[r]; base += arena_bytes, ++idx) {
+        for (std::uintptr_t base = ranges.start[r]; base < ranges.end[r]; base += introspect::arena_bytes, ++idx) {
             arena_copy copy;
-            {
-                lock_guard lk(g.heap.lock());
-                const heap_arena* a = arena_of(base);
-                copy.base = base;
-                copy.named = a->named;
-                copy.reserved_pages = a->reserved_pages;
-                std::memcpy(copy.free_bits, a->free_bits, sizeof copy.free_bits);
-            }
+            if (!introspect::copy_arena(base, copy)) continue;  // the ranges were read from the arena list: not reached
             arena_mapping m{};
             m.base = base;
             m.end = base + std::uintptr_t{copy.reserved_pages} * page_size;
@@ -210,9 +203,10 @@ mapping_report inspect_mappings() noexcept {
                 rep.truncated = true;
         }
     }
-    rep.heap_sys = std::uint64_t{g.heap.pages_reserved()} * page_size;
-    rep.heap_released = g.heap.pages_released() * page_size;
-    rep.name_errno = g.heap.name_errno();
+    const introspect::heap_totals t = introspect::read_heap_totals();
+    rep.heap_sys = t.pages_reserved * page_size;
+    rep.heap_released = t.pages_released * page_size;
+    rep.name_errno = t.name_errno;
     rep.naming = rep.narenas == 0        ? naming_outcome::no_arenas
                  : rep.name_errno == 0   ? naming_outcome::named
                  : rep.name_errno == EINVAL ? naming_outcome::unsupported

@@ -1,13 +1,13 @@
 // print_stats() / format_stats(): the report, as text whose lines add up
 // (TCMalloc's stats page is the model) or as JSON.
 //
-// Everything is formatted with snprintf into a buffer on the stack, using
-// integer and string conversions only (glibc may format floating point
-// through malloc; percentages and MiB are computed in integers), and written
-// with write(2) — or copied into the caller's buffer. The figures come from
+// Everything goes through text_writer (writer.h), integers and strings only
+// (percentages and MiB are computed in integers), written with write(2) — or
+// copied into the caller's buffer. The figures come from
 // one walk under every lock, so the summary adds up even while other threads
 // run; only what sits in running threads' caches may blur.
 #include "collect.h"
+#include "writer.h"
 
 #include <unistd.h>
 
@@ -18,81 +18,7 @@
 namespace spanmap::detail {
 namespace {
 
-// Output through a fixed buffer: to a file descriptor, a FILE without one, or
-// the caller's memory (counting what did not fit, as snprintf does).
-class writer {
-public:
-    writer(int fd, std::FILE* file) noexcept : fd_(fd), file_(file) {}
-    writer(char* out, std::size_t len) noexcept : out_(out), out_len_(len) {}
-    writer(const writer&) = delete;
-    writer& operator=(const writer&) = delete;
-
-    __attribute__((format(printf, 2, 3))) void printf(const char* fmt, ...) noexcept {
-        for (int attempt = 0; attempt < 2; ++attempt) {
-            std::va_list ap;
-            va_start(ap, fmt);
-            const int n = std::vsnprintf(buf_ + used_, sizeof buf_ - used_, fmt, ap);
-            va_end(ap);
-            if (n < 0) return;
-            if (used_ + static_cast<std::size_t>(n) < sizeof buf_) {
-                used_ += static_cast<std::size_t>(n);
-                return;
-            }
-            if (attempt == 0 && used_ > 0) {
-                buf_[used_] = '\0';
-                flush();
-                continue;
-            }
-            used_ = sizeof buf_ - 1;  // one line longer than the buffer: cut
-        }
-    }
-
-    void put(const char* s) noexcept { printf("%s", s); }
-
-    // Flushes the buffer; returns the report's length so far.
-    std::size_t finish() noexcept {
-        flush();
-        if (out_ != nullptr && out_len_ > 0) out_[out_pos_ < out_len_ ? out_pos_ : out_len_ - 1] = '\0';
-        return total_;
-    }
-
-private:
-    void flush() noexcept {
-        const char* p = buf_;
-        std::size_t left = used_;
-        total_ += used_;
-        used_ = 0;
-        if (out_ != nullptr) {
-            if (out_pos_ + 1 < out_len_) {
-                const std::size_t room = out_len_ - 1 - out_pos_;
-                const std::size_t n = left < room ? left : room;
-                std::memcpy(out_ + out_pos_, p, n);
-                out_pos_ += n;
-            }
-            return;
-        }
-        if (fd_ < 0) {
-            if (file_ != nullptr) std::fwrite(p, 1, left, file_);
-            return;
-        }
-        while (left > 0) {
-            const ssize_t n = ::write(fd_, p, left);
-            if (n < 0 && errno == EINTR) continue;
-            if (n <= 0) return;
-            p += n;
-            left -= static_cast<std::size_t>(n);
-        }
-    }
-
-    char buf_[2048];
-    std::size_t used_ = 0;
-    std::size_t total_ = 0;
-    int fd_ = -1;
-    std::FILE* file_ = nullptr;
-    char* out_ = nullptr;
-    std::size_t out_len_ = 0;
-    std::size_t out_pos_ = 0;
-};
+using writer = text_writer;
 
 using ull = unsigned long long;
 constexpr ull u(std::uint64_t v) { return v; }
@@ -110,7 +36,7 @@ struct report_data {
 };
 
 void gather(report_data& d) {
-    walk_snapshot(d.k, d.h);
+    introspect::walk(d.k, d.h);
     build_mem_stats(d.k, d.h, d.m);
     build_class_stats(d.k, d.h, d.classes);
     d.ncaches = read_cache_stats(d.caches, report_data::max_caches);
@@ -374,3 +300,23 @@ std::size_t format_stats(char* buf, std::size_t len, stats_format format) noexce
 }
 
 }  // namespace spanmap
+
+// SPANMAP_CONF=stats_print:true: the report at exit. A destructor function
+// rather than atexit(): atexit may allocate (glibc's first 32 handlers are
+// static, later ones are not). It runs after the program's static
+// destructors (fini arrays run last), so what they free is counted.
+//
+// A static library links only the objects something refers to, and nothing
+// in the allocator refers up to the statistics: the anchor below is what
+// libspanmap.a's users are told to keep (-Wl,-u,spanmap_stats_module, in the
+// CMake target and spanmap-static.pc), so that the report is there whenever
+// the allocator is.
+extern "C" __attribute__((used)) void spanmap_stats_module() {}
+
+namespace {
+__attribute__((destructor)) void print_stats_at_exit() {
+    // Reads SPANMAP_CONF if nothing ever allocated (and so nothing did yet).
+    if (spanmap::introspect::stats_print_requested())
+        spanmap::print_stats(stderr, spanmap::stats_format::text);
+}
+}  // namespace

@@ -1,5 +1,5 @@
 /* spanmap C API: a Go-runtime-style allocator (thread caches, per-class
- * central lists, a page heap over 64 MiB arenas). See <spanmap/alloc.h> for
+ * central lists, a page heap over 64 MiB arenas). See DESIGN.md for
  * the design; this header is the C-callable surface.
  *
  * Contracts: requests above 8 bytes are 16-byte aligned; spanmap_malloc(0)
