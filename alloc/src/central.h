@@ -66,4 +66,11 @@ private:
     std::size_t nempty_ = 0;  // spans on partial_ with every object free
 };
 
+// m's own invariants (debug.cpp): every span on its lists is a small span of
+// size_class that the page map points back to, its bitmap agrees with nfree
+// and handed, it sits on the list its nfree says, and at most one is wholly
+// free. Hold m.lock(), or be m's only user. false, with the violation in
+// why, when one does not hold.
+bool check_central(const mcentral& m, unsigned size_class, char* why, std::size_t why_len) noexcept;
+
 }  // namespace spanmap::detail

@@ -27,9 +27,9 @@ private:
     std::size_t len_;
 };
 
-bool check_arenas(report& r, std::size_t& pages_in_spans) {
-    heap_arena* const* arenas = g.heap.arena_list();
-    const std::size_t n = g.heap.arenas();
+bool check_arenas(report& r, const mheap& h, std::size_t& pages_in_spans) {
+    heap_arena* const* arenas = h.arena_list();
+    const std::size_t n = h.arenas();
     pages_in_spans = 0;
     std::size_t released_total = 0;
     std::size_t reserved_total = 0;
@@ -75,14 +75,14 @@ bool check_arenas(report& r, std::size_t& pages_in_spans) {
             if (pg >= a->zeroed_base) return r.fail("page %p in use above the arena's zeroed base", (void*)addr);
         }
     }
-    if (released_total != g.heap.pages_released())
-        return r.fail("heap counts %zu pages released, the arenas %zu", g.heap.pages_released(), released_total);
-    if (inflight_total != g.heap.pages_inflight())
-        return r.fail("heap counts %zu pages being released, the arenas %zu", g.heap.pages_inflight(), inflight_total);
-    if (reserved_total != g.heap.pages_reserved())
-        return r.fail("heap counts %zu pages reserved, the arenas %zu", g.heap.pages_reserved(), reserved_total);
-    if (pages_in_spans != g.heap.pages_in_use())
-        return r.fail("heap counts %zu pages in use, the page map %zu", g.heap.pages_in_use(), pages_in_spans);
+    if (released_total != h.pages_released())
+        return r.fail("heap counts %zu pages released, the arenas %zu", h.pages_released(), released_total);
+    if (inflight_total != h.pages_inflight())
+        return r.fail("heap counts %zu pages being released, the arenas %zu", h.pages_inflight(), inflight_total);
+    if (reserved_total != h.pages_reserved())
+        return r.fail("heap counts %zu pages reserved, the arenas %zu", h.pages_reserved(), reserved_total);
+    if (pages_in_spans != h.pages_in_use())
+        return r.fail("heap counts %zu pages in use, the page map %zu", h.pages_in_use(), pages_in_spans);
     return true;
 }
 
@@ -108,22 +108,27 @@ bool check_span(report& r, const mspan* s, unsigned c, span_list_id list) {
     return true;
 }
 
+bool check_central(report& r, const mcentral& m, unsigned c) {
+    std::size_t empty = 0;
+    std::size_t count = 0;
+    for (const mspan* s = m.partial().head(); s != nullptr; s = s->next, ++count) {
+        if (!check_span(r, s, c, span_list_id::partial)) return false;
+        empty += s->nfree == s->nelems;
+    }
+    if (count != m.partial().size()) return r.fail("class %u: partial list length", c);
+    count = 0;
+    for (const mspan* s = m.full().head(); s != nullptr; s = s->next, ++count)
+        if (!check_span(r, s, c, span_list_id::full)) return false;
+    if (count != m.full().size()) return r.fail("class %u: full list length", c);
+    if (empty != m.empty_spans() || empty > 1) return r.fail("class %u: %zu empty spans, counted %zu", c, empty, m.empty_spans());
+    return true;
+}
+
 bool check_centrals(report& r, std::size_t& small_spans) {
     small_spans = 0;
     for (unsigned c = 1; c < num_classes; ++c) {
         const mcentral& m = g.central[c];
-        std::size_t empty = 0;
-        std::size_t count = 0;
-        for (const mspan* s = m.partial().head(); s != nullptr; s = s->next, ++count) {
-            if (!check_span(r, s, c, span_list_id::partial)) return false;
-            empty += s->nfree == s->nelems;
-        }
-        if (count != m.partial().size()) return r.fail("class %u: partial list length", c);
-        count = 0;
-        for (const mspan* s = m.full().head(); s != nullptr; s = s->next, ++count)
-            if (!check_span(r, s, c, span_list_id::full)) return false;
-        if (count != m.full().size()) return r.fail("class %u: full list length", c);
-        if (empty != m.empty_spans() || empty > 1) return r.fail("class %u: %zu empty spans, counted %zu", c, empty, m.empty_spans());
+        if (!check_central(r, m, c)) return false;
         small_spans += m.partial().size() + m.full().size();
     }
     if (small_spans != g.heap.small_spans()) return r.fail("centrals hold %zu spans, heap counts %zu", small_spans, g.heap.small_spans());
@@ -210,6 +215,18 @@ bool check_caches(report& r) {
 }
 
 }  // namespace
+
+bool check_heap(const mheap& h, char* why, std::size_t why_len) noexcept {
+    report r(why, why_len);
+    std::size_t pages = 0;
+    return check_arenas(r, h, pages);
+}
+
+bool check_central(const mcentral& m, unsigned size_class, char* why, std::size_t why_len) noexcept {
+    report r(why, why_len);
+    return check_central(r, m, size_class);
+}
+
 }  // namespace spanmap::detail
 
 namespace spanmap::debug {
@@ -252,7 +269,7 @@ bool check_invariants(char* why, std::size_t why_len) noexcept {
     lock_all();
     std::size_t pages = 0;
     std::size_t spans = 0;
-    const bool ok = check_arenas(r, pages) && check_centrals(r, spans) && check_caches(r) && check_large(r);
+    const bool ok = check_arenas(r, g.heap, pages) && check_centrals(r, spans) && check_caches(r) && check_large(r);
     unlock_all();
     if (ok && why != nullptr && why_len > 0) why[0] = '\0';
     return ok;

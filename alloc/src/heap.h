@@ -15,6 +15,14 @@
 // may hold their own lock when they call in (lock order: mcentral -> mheap;
 // mheap never calls up). Everything here runs under mheap's one lock except
 // span_of(), which is lock-free.
+//
+// The process has one mheap (the runtime's), but nothing ties the class to
+// it: a test may own another and drive it alone. Its arenas lie at addresses
+// of their own, so the shared arena index (arena_of, span_of) serves both.
+// What a second heap reserves stays reserved when it goes out of scope (no
+// heap is ever torn down), and its growth's hint to the scavenger
+// (scavenge_after_growth) reaches the process's scavenger thread, which only
+// ever releases the process heap's pages.
 #pragma once
 
 #include "internal.h"
@@ -140,6 +148,11 @@ private:
     std::atomic<std::uint32_t> tick_{0};
     std::atomic<int> name_errno_{0};
 };
+
+// h's own invariants (debug.cpp): bitmaps, page map, page classes and
+// counters agree, arena by arena. Hold h.lock(), or be h's only user. false,
+// with the violation in why, when one does not hold.
+bool check_heap(const mheap& h, char* why, std::size_t why_len) noexcept;
 
 inline constexpr std::size_t max_arenas = std::size_t{1} << 16;  // 4 TiB of heap
 // The least address space the heap reserves at a time: 4 MiB.

@@ -1,0 +1,386 @@
+// mcentral alone, against a model. A test owns a page heap and an mcentral
+// per class for a few classes over it — no thread caches above — and drives
+// them with seeded random fills and releases of random batches. The model
+// holds, per span, which objects are out; after every step:
+//   * every object filled is an object start of its class, inside a small
+//     span of that class that the page map knows, and was not out already;
+//   * within a span the lowest free objects go first, so `handed` counts
+//     exactly the objects ever handed out; and a new span is carved only
+//     once every span the class holds is full;
+//   * the span's free bits and count say what the model says, so the free
+//     path, which reads them without the lock, sees released objects free;
+//   * mcentral never writes an object's memory: whatever the caller left in a
+//     released object (the free path's mark) is there when it comes back;
+//   * a span whose objects are all back goes to the heap, unless it is the
+//     class's one spare; release_empty_spans() gives the spare back too, so
+//     with everything released the heap holds nothing;
+//   * the heap's counters and invariants, and the mcentral's own checker
+//     (check_central), agree.
+// What mcentral does not promise is not asserted: which span a fill starts
+// from, and the free mark itself, which the caller writes (see fastpath.h).
+#include "central.h"
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <vector>
+
+namespace {
+
+using namespace spanmap::detail;
+using spanmap::test::check_pattern;
+using spanmap::test::fill_pattern;
+using spanmap::test::mix;
+using spanmap::test::scaled;
+namespace sc = spanmap::sc;
+
+// SplitMix64: the same sequence on every platform and standard library.
+class rng {
+public:
+    explicit rng(std::uint64_t seed) : s_(seed) {}
+    std::uint64_t next() { return mix(s_++); }
+    std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
+    std::size_t between(std::size_t lo, std::size_t hi) { return lo + below(hi - lo + 1); }
+    bool chance(unsigned percent) { return below(100) < percent; }
+
+private:
+    std::uint64_t s_;
+};
+
+::testing::AssertionResult heap_holds(const mheap& h) {
+    char why[512] = {};
+    if (check_heap(h, why, sizeof why)) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "heap invariant violated: " << why;
+}
+
+::testing::AssertionResult central_holds(const mcentral& m, unsigned c) {
+    char why[512] = {};
+    if (check_central(m, c, why, sizeof why)) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "mcentral invariant violated: " << why;
+}
+
+// The smallest class (1024 objects a span), a small one, one of ten objects
+// a span, one of six objects over five pages, and the largest (one object).
+constexpr std::array<unsigned, 5> kClasses = {1, 5, 30, 49, 67};
+
+// How much of a released object the test writes and checks: the first bytes,
+// where the free path's mark lives, and enough more to see a clobbered object.
+std::size_t pattern_bytes(unsigned c) { return std::min<std::size_t>(sc::class_size[c], 128); }
+
+struct span_model {
+    mspan* s;
+    std::vector<bool> out;  // per object
+    std::uint32_t nout = 0;
+    std::uint32_t handed = 0;  // 1 + the highest object ever handed out
+};
+
+struct class_model {
+    unsigned c = 0;
+    std::map<std::uintptr_t, span_model> spans;  // by base
+    std::vector<std::uintptr_t> out;             // every object handed out and not released
+    // Released objects of spans still held: the pattern the caller left.
+    std::map<std::uintptr_t, std::uint64_t> left;
+
+    std::size_t empty_spans() const {
+        std::size_t n = 0;
+        for (const auto& [base, sm] : spans) n += sm.nout == 0;
+        return n;
+    }
+};
+
+std::uint32_t index_in(const mspan* s, std::uintptr_t p) { return static_cast<std::uint32_t>((p - s->base) / s->elem_size); }
+
+// The span's free bits and count against the model's objects out.
+::testing::AssertionResult bits_agree(const span_model& sm) {
+    const mspan* s = sm.s;
+    if (s->nfree != s->nelems - sm.nout)
+        return ::testing::AssertionFailure() << "span " << (void*)s->base << ": nfree " << s->nfree << ", model " << s->nelems - sm.nout;
+    for (std::uint32_t i = 0; i < s->nelems; ++i)
+        if (((s->free_bits[i / 64] >> (i % 64)) & 1) == sm.out[i])
+            return ::testing::AssertionFailure() << "span " << (void*)s->base << ": object " << i << (sm.out[i] ? " is out but free in its span" : " is back but not free in its span");
+    if (s->handed.load() != sm.handed)
+        return ::testing::AssertionFailure() << "span " << (void*)s->base << ": handed " << s->handed.load() << ", model " << sm.handed;
+    return ::testing::AssertionSuccess();
+}
+
+class central_tiers {
+public:
+    central_tiers() {
+        for (std::size_t i = 0; i < kClasses.size(); ++i) {
+            central_[i].init(kClasses[i], &heap_);
+            model_[i].c = kClasses[i];
+        }
+    }
+
+    mheap& heap() { return heap_; }
+    mcentral& central(std::size_t i) { return central_[i]; }
+    class_model& model(std::size_t i) { return model_[i]; }
+
+    // Fills n objects from class i's mcentral and checks them against the model.
+    ::testing::AssertionResult fill(std::size_t i, std::size_t n) {
+        class_model& cm = model_[i];
+        const unsigned c = cm.c;
+        std::vector<void*> got(n);
+        const std::size_t spans_before = heap_.class_spans(c);
+        if (central_[i].fill(got.data(), n) != n) return ::testing::AssertionFailure() << "fill(" << n << ") came back short";
+        // The objects of each span this fill took, in the order they came.
+        std::map<std::uintptr_t, std::vector<std::uint32_t>> taken;
+        std::set<std::uintptr_t> seen;
+        std::set<std::uintptr_t> held_before;
+        for (const auto& [base, sm] : cm.spans) held_before.insert(base);
+        bool new_span = false;
+        for (void* v : got) {
+            const auto p = reinterpret_cast<std::uintptr_t>(v);
+            mspan* s = span_of(p);
+            if (s == nullptr || s->state != span_state::small || s->size_class != c)
+                return ::testing::AssertionFailure() << (void*)p << " is not in a small span of class " << c;
+            if ((p - s->base) % sc::class_size[c] != 0 || index_in(s, p) >= s->nelems)
+                return ::testing::AssertionFailure() << (void*)p << " is not an object start";
+            if (!seen.insert(p).second) return ::testing::AssertionFailure() << (void*)p << " came twice in one fill";
+            auto it = cm.spans.find(s->base);
+            if (it == cm.spans.end()) {
+                it = cm.spans.emplace(s->base, span_model{s, std::vector<bool>(s->nelems), 0, 0}).first;
+                new_span = true;
+            } else if (it->second.s != s) {
+                return ::testing::AssertionFailure() << "span " << (void*)s->base << " changed its record while the class held it";
+            }
+            const std::uint32_t idx = index_in(s, p);
+            if (it->second.out[idx]) return ::testing::AssertionFailure() << (void*)p << " was out already";
+            if (const auto l = cm.left.find(p); l != cm.left.end()) {
+                if (check_pattern(v, pattern_bytes(c), l->second) != -1)
+                    return ::testing::AssertionFailure() << (void*)p << " came back changed since its release";
+                cm.left.erase(l);
+            }
+            taken[s->base].push_back(idx);
+        }
+        for (auto& [base, idxs] : taken) {
+            span_model& sm = cm.spans.at(base);
+            // The lowest free objects of the span, whatever order they came in.
+            std::sort(idxs.begin(), idxs.end());
+            std::uint32_t want = 0;
+            for (const std::uint32_t idx : idxs) {
+                while (sm.out[want]) ++want;
+                if (idx != want)
+                    return ::testing::AssertionFailure() << "span " << (void*)base << ": object " << idx << " handed out before the free object " << want;
+                sm.out[idx] = true;
+                ++sm.nout;
+                ++want;
+            }
+            sm.handed = std::max(sm.handed, idxs.back() + 1);
+            if (auto r = bits_agree(sm); !r) return r;
+        }
+        for (void* v : got) cm.out.push_back(reinterpret_cast<std::uintptr_t>(v));
+        if (new_span) {
+            for (const std::uintptr_t base : held_before)
+                if (const span_model& sm = cm.spans.at(base); sm.nout != sm.out.size())
+                    return ::testing::AssertionFailure() << "a new span was carved while span " << (void*)base << " had free objects";
+        }
+        if (heap_.class_spans(c) != cm.spans.size() || heap_.class_spans(c) < spans_before)
+            return ::testing::AssertionFailure() << "the heap holds " << heap_.class_spans(c) << " spans of class " << c << ", the model " << cm.spans.size();
+        return ::testing::AssertionSuccess();
+    }
+
+    // Releases the out objects at positions `which` of class i's model, in
+    // that order, having written a pattern into each as the free path writes
+    // its mark.
+    ::testing::AssertionResult release(std::size_t i, const std::vector<std::size_t>& which, std::uint64_t seed) {
+        class_model& cm = model_[i];
+        const unsigned c = cm.c;
+        std::vector<void*> objs;
+        for (const std::size_t k : which) objs.push_back(reinterpret_cast<void*>(cm.out[k]));
+        std::vector<std::pair<std::uintptr_t, mspan*>> gone;  // spans that must have gone back to the heap
+        for (void* v : objs) {
+            const auto p = reinterpret_cast<std::uintptr_t>(v);
+            const std::uint64_t pattern = seed ^ p;
+            fill_pattern(v, pattern_bytes(c), pattern);
+            // Which span holds p, by the model: the one starting at or below it.
+            auto it = std::prev(cm.spans.upper_bound(p));
+            span_model& sm = it->second;
+            sm.out[index_in(sm.s, p)] = false;
+            cm.left[p] = pattern;
+            if (--sm.nout == 0 && cm.empty_spans() > 1) {
+                // Not the class's spare: back to the heap.
+                gone.emplace_back(it->first, sm.s);
+                for (std::uint32_t k = 0; k < sm.out.size(); ++k) cm.left.erase(it->first + std::uintptr_t{k} * sc::class_size[c]);
+                cm.spans.erase(it);
+            }
+        }
+        // The released positions, highest first, so the rest keep theirs.
+        std::vector<std::size_t> sorted = which;
+        std::sort(sorted.rbegin(), sorted.rend());
+        for (const std::size_t k : sorted) {
+            cm.out[k] = cm.out.back();
+            cm.out.pop_back();
+        }
+        central_[i].release(objs.data(), objs.size());
+        for (const auto& [base, s] : gone) {
+            for (std::size_t pg = 0; pg < sc::class_pages[c]; ++pg)
+                if (span_of(base + pg * page_size) != nullptr)
+                    return ::testing::AssertionFailure() << "span " << (void*)base << " emptied beside a spare but not given back";
+        }
+        for (const auto& [base, sm] : cm.spans) {
+            if (span_of(base) != sm.s) return ::testing::AssertionFailure() << "span " << (void*)base << " is no longer in the page map";
+            if (auto r = bits_agree(sm); !r) return r;
+        }
+        if (heap_.class_spans(c) != cm.spans.size())
+            return ::testing::AssertionFailure() << "the heap holds " << heap_.class_spans(c) << " spans of class " << c << ", the model " << cm.spans.size();
+        return ::testing::AssertionSuccess();
+    }
+
+    // Every wholly free span of class i goes back, the spare included.
+    ::testing::AssertionResult release_empty(std::size_t i) {
+        class_model& cm = model_[i];
+        std::vector<std::uintptr_t> gone;
+        for (auto it = cm.spans.begin(); it != cm.spans.end();) {
+            if (it->second.nout == 0) {
+                gone.push_back(it->first);
+                for (std::uint32_t k = 0; k < it->second.out.size(); ++k) cm.left.erase(it->first + std::uintptr_t{k} * sc::class_size[cm.c]);
+                it = cm.spans.erase(it);
+            } else {
+                ++it;
+            }
+        }
+        central_[i].release_empty_spans();
+        for (const std::uintptr_t base : gone)
+            if (span_of(base) != nullptr) return ::testing::AssertionFailure() << "empty span " << (void*)base << " was kept";
+        if (central_[i].empty_spans() != 0) return ::testing::AssertionFailure() << "an empty span is still counted";
+        if (heap_.class_spans(cm.c) != cm.spans.size())
+            return ::testing::AssertionFailure() << "the heap holds " << heap_.class_spans(cm.c) << " spans of class " << cm.c << ", the model " << cm.spans.size();
+        return ::testing::AssertionSuccess();
+    }
+
+    // Each mcentral's checker, the heap's, and the pages the classes' spans hold.
+    ::testing::AssertionResult invariants() {
+        std::size_t spans = 0;
+        std::size_t pages = 0;
+        for (std::size_t i = 0; i < kClasses.size(); ++i) {
+            if (auto r = central_holds(central_[i], kClasses[i]); !r) return r;
+            if (central_[i].partial().size() + central_[i].full().size() != model_[i].spans.size())
+                return ::testing::AssertionFailure() << "class " << kClasses[i] << "'s lists hold other spans than the model's";
+            if (central_[i].empty_spans() != model_[i].empty_spans())
+                return ::testing::AssertionFailure() << "class " << kClasses[i] << " counts " << central_[i].empty_spans() << " empty spans, the model " << model_[i].empty_spans();
+            spans += model_[i].spans.size();
+            pages += model_[i].spans.size() * sc::class_pages[kClasses[i]];
+        }
+        if (heap_.small_spans() != spans) return ::testing::AssertionFailure() << "the heap counts " << heap_.small_spans() << " small spans, the model " << spans;
+        if (heap_.pages_in_use() != pages) return ::testing::AssertionFailure() << "the heap has " << heap_.pages_in_use() << " pages in use, the model " << pages;
+        return heap_holds(heap_);
+    }
+
+private:
+    mheap heap_;
+    std::array<mcentral, kClasses.size()> central_;
+    std::array<class_model, kClasses.size()> model_;
+};
+
+void run_sequence(std::uint64_t seed, int steps) {
+    SCOPED_TRACE(::testing::Message() << "seed " << seed);
+    central_tiers t;
+    rng r(seed);
+    // Bounded so that the classes of many objects a span hold a few spans'
+    // worth at most: enough to fill, empty and refill spans again and again.
+    auto limit = [](unsigned c) { return 3 * std::max<std::size_t>(sc::class_pages[c] * page_size / sc::class_size[c], 4); };
+    for (int step = 0; step < steps; ++step) {
+        SCOPED_TRACE(::testing::Message() << "step " << step);
+        const std::size_t i = r.below(kClasses.size());
+        class_model& cm = t.model(i);
+        const std::size_t per_span = sc::class_pages[cm.c] * page_size / sc::class_size[cm.c];
+        const std::size_t roll = r.below(100);
+        if (roll < 50 && cm.out.size() < limit(cm.c)) {
+            // Batches of a cache refill and beyond: more than a span's worth now and then.
+            const std::size_t n = r.chance(80) ? r.between(1, std::min<std::size_t>(per_span, 64)) : r.between(1, 2 * per_span + 1);
+            ASSERT_TRUE(t.fill(i, n));
+        } else if (roll < 97) {
+            if (cm.out.empty()) continue;
+            // A random batch, in a random order: mostly a few, now and then all.
+            const std::size_t n = r.chance(10) ? cm.out.size() : r.between(1, std::min<std::size_t>(cm.out.size(), 64));
+            std::vector<std::size_t> positions(cm.out.size());
+            for (std::size_t k = 0; k < positions.size(); ++k) positions[k] = k;
+            for (std::size_t k = 0; k < n; ++k) std::swap(positions[k], positions[k + r.below(positions.size() - k)]);
+            positions.resize(n);
+            ASSERT_TRUE(t.release(i, positions, r.next()));
+        } else {
+            ASSERT_TRUE(t.release_empty(i));
+        }
+        if (step % 32 == 0) {
+            ASSERT_TRUE(t.invariants());
+        }
+    }
+    ASSERT_TRUE(t.invariants());
+
+    // Everything back: at most one spare span per class stays, and then none.
+    for (std::size_t i = 0; i < kClasses.size(); ++i) {
+        std::vector<std::size_t> all(t.model(i).out.size());
+        for (std::size_t k = 0; k < all.size(); ++k) all[k] = k;
+        if (!all.empty()) {
+            ASSERT_TRUE(t.release(i, all, r.next()));
+        }
+        ASSERT_LE(t.model(i).spans.size(), 1u) << "class " << kClasses[i];
+    }
+    ASSERT_TRUE(t.invariants());
+    std::size_t spare_pages = 0;
+    for (const unsigned c : kClasses) spare_pages += sc::class_pages[c];
+    EXPECT_LE(t.heap().pages_in_use(), spare_pages);
+    for (std::size_t i = 0; i < kClasses.size(); ++i) ASSERT_TRUE(t.release_empty(i));
+    EXPECT_EQ(t.heap().pages_in_use(), 0u);
+    EXPECT_EQ(t.heap().small_spans(), 0u);
+    EXPECT_TRUE(t.invariants());
+}
+
+TEST(CentralTier, RandomFillsAndReleasesMatchAModel) {
+    const int steps = static_cast<int>(scaled(6000, 1500));
+    for (const std::uint64_t seed : {11u, 12u, 13u}) {
+        run_sequence(seed, steps);
+        if (::testing::Test::HasFatalFailure()) return;
+    }
+}
+
+// The smallest case of the spare: of two emptied spans the first stays, the
+// second goes back, and release_empty_spans() gives back the first.
+TEST(CentralTier, OneEmptySpanIsKeptAsTheSpare) {
+    mheap h;
+    mcentral m;
+    constexpr unsigned c = 30;
+    m.init(c, &h);
+    const std::size_t per_span = page_size / sc::class_size[c];
+    std::vector<void*> objs(2 * per_span);
+    ASSERT_EQ(m.fill(objs.data(), objs.size()), objs.size());
+    ASSERT_EQ(h.class_spans(c), 2u);
+    mspan* first = span_of(reinterpret_cast<std::uintptr_t>(objs[0]));
+    mspan* second = span_of(reinterpret_cast<std::uintptr_t>(objs[per_span]));
+    ASSERT_NE(first, second);
+    m.release(objs.data(), per_span);
+    EXPECT_EQ(h.class_spans(c), 2u) << "the first span to empty is the spare";
+    EXPECT_EQ(m.empty_spans(), 1u);
+    m.release(objs.data() + per_span, per_span);
+    EXPECT_EQ(h.class_spans(c), 1u) << "a second empty span goes back";
+    EXPECT_EQ(span_of(first->base), first);
+    m.release_empty_spans();
+    EXPECT_EQ(h.class_spans(c), 0u);
+    EXPECT_EQ(h.pages_in_use(), 0u);
+    EXPECT_EQ(span_of(first->base), nullptr);
+    EXPECT_TRUE(central_holds(m, c));
+    EXPECT_TRUE(heap_holds(h));
+}
+
+// An object released twice stops the process: its bit is already set.
+TEST(CentralTierDeathTest, ReleasingAFreeObjectStops) {
+    EXPECT_DEATH(
+        {
+            mheap h;
+            mcentral m;
+            m.init(5, &h);
+            void* objs[2];
+            m.fill(objs, 2);
+            m.release(objs, 1);
+            m.release(objs, 1);
+        },
+        "spanmap: free 0x[0-9a-f]+: double free");
+}
+
+}  // namespace
