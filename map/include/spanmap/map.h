@@ -33,6 +33,16 @@
 //
 // (map_stats::bucket_bytes reports the figure for any instantiation.)
 //
+// Against a Swiss table (absl::flat_hash_map: a control byte and a slot per
+// entry, at most 7/8 full) the layout pays 18 bytes per slot (144 / 8) at
+// most 6.5/8 full, 17 per slot at most 7/8 full for Abseil. For u64 -> u64
+// that is 22.2 to 44.3 bytes per entry over a doubling, against 19.4 to
+// 38.9. Where a given n falls in each table's cycle decides which is
+// smaller: at n = 1e6 the chains need 2^18 buckets (37.7 B per entry, the
+// preallocated overflow tail aside), Abseil 2^21 slots (35.7); at n = 1e7,
+// 2^21 buckets (30.2) against 2^24 slots (28.5). Go's growth points fix B,
+// so at those n no release policy brings the array below Abseil's.
+//
 // A slot holds a pointer to a separately allocated pair when the key or the
 // value is bigger than 128 bytes (Go's rule, though Go puts only the big part
 // behind a pointer), or when either's move constructor may throw, because
