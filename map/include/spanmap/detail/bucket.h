@@ -31,6 +31,17 @@
 #if defined(SPANMAP_MAP_ASAN)
 #include <sanitizer/asan_interface.h>
 #endif
+// -DSPANMAP_MAP_SSE2=0 takes the portable tophash test on x86-64 too.
+#if !defined(SPANMAP_MAP_SSE2)
+#if defined(__SSE2__)
+#define SPANMAP_MAP_SSE2 1
+#else
+#define SPANMAP_MAP_SSE2 0
+#endif
+#endif
+#if SPANMAP_MAP_SSE2
+#include <emmintrin.h>
+#endif
 
 // Generation checks: an iterator remembers the map's generation, which every
 // move of entries (evacuation, a new array, clear, assignment) advances; an
@@ -43,6 +54,15 @@
 #else
 #define SPANMAP_MAP_GENERATIONS 1
 #endif
+#endif
+
+// The lookup path (hash, bucket, probe) is a few dozen instructions that a
+// compiler may decline to inline into find() once the probe grows a loop; a
+// call there costs more than the probe. Forced where it matters.
+#if defined(__GNUC__) || defined(__clang__)
+#define SPANMAP_MAP_INLINE [[gnu::always_inline]] inline
+#else
+#define SPANMAP_MAP_INLINE inline
 #endif
 
 namespace spanmap::detail {
@@ -131,14 +151,41 @@ constexpr std::uint8_t tophash_of(std::uint64_t hash) noexcept {
 
 constexpr std::size_t round_up(std::size_t n, std::size_t align) noexcept { return (n + align - 1) / align * align; }
 
-// A bucket's 8 tophash bytes read as one word, slot i in byte i (bits
-// 8i..8i+7), so a probe tests all 8 slots with a few word operations instead
-// of a loop. Each test returns a mask with the high bit of every selected
-// byte set; slots are taken from it lowest first (the order of the slots).
+// A bucket's 8 tophash bytes tested at once, so a probe rejects a bucket
+// without a loop. Each test returns a mask of the selected slots; slots are
+// taken from it lowest first (the order of the slots) with first(), and
+// m &= m - 1 drops the lowest. With SSE2 (every x86-64) the bytes go into a
+// vector register, one compare tests all 8 and movemask gives one bit per
+// slot (bit i); elsewhere the bytes are one 64-bit word tested with SWAR
+// arithmetic, slot i in byte i, its mask bit the byte's high bit (bit 8i+7).
+// The SSE2 form takes about ten fewer instructions per probe.
 struct tophash_word {
     static constexpr std::uint64_t lsb = 0x0101010101010101ULL;
     static constexpr std::uint64_t msb = 0x8080808080808080ULL;
 
+    // Exactly the zero bytes: (b & 0x7f) + 0x7f carries into bit 7 for any
+    // nonzero low bits and never into the next byte.
+    static constexpr std::uint64_t zero_bytes(std::uint64_t x) noexcept { return ~(((x & ~msb) + ~msb) | x) & msb; }
+
+#if SPANMAP_MAP_SSE2
+    __m128i v;  // the 8 bytes in the low half, zeros above
+
+    static tophash_word load(const unsigned char* tophash) noexcept {
+        return {_mm_loadl_epi64(reinterpret_cast<const __m128i*>(tophash))};
+    }
+    // The zero upper half never matches: a live tophash is >= min_top_hash > 0.
+    std::uint32_t matching(std::uint8_t top) const noexcept {
+        return static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(top)))));
+    }
+    // empty_rest or empty_one: the bytes that min(b, 1) leaves unchanged.
+    std::uint32_t empty() const noexcept {
+        return static_cast<std::uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(1)), v))) & 0xffu;
+    }
+    bool has_empty_rest() const noexcept {
+        return (_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())) & 0xff) != 0;
+    }
+    static unsigned first(std::uint32_t mask) noexcept { return static_cast<unsigned>(std::countr_zero(mask)); }
+#else
     std::uint64_t w;
 
     static tophash_word load(const unsigned char* tophash) noexcept {
@@ -147,18 +194,39 @@ struct tophash_word {
         if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
         return {w};
     }
-    // Exactly the zero bytes: (b & 0x7f) + 0x7f carries into bit 7 for any
-    // nonzero low bits and never into the next byte.
-    static constexpr std::uint64_t zero_bytes(std::uint64_t x) noexcept { return ~(((x & ~msb) + ~msb) | x) & msb; }
     constexpr std::uint64_t matching(std::uint8_t top) const noexcept { return zero_bytes(w ^ (lsb * top)); }
     constexpr std::uint64_t empty() const noexcept { return zero_bytes(w & ~lsb); }  // empty_rest or empty_one
     constexpr bool has_empty_rest() const noexcept { return zero_bytes(w) != 0; }
 
     static constexpr unsigned first(std::uint64_t mask) noexcept { return static_cast<unsigned>(std::countr_zero(mask)) / 8; }
+#endif
 };
-static_assert(tophash_word::zero_bytes(0x0100ff7f80000001ULL) == 0x0080000000808000ULL);
+#if !SPANMAP_MAP_SSE2
 static_assert(tophash_word{0x0100ff7f80000001ULL}.empty() == 0x8080000000808080ULL,
               "empty() selects the bytes equal to empty_rest (0) or empty_one (1)");
+#endif
+static_assert(min_top_hash > 0, "the SSE2 test compares 8 more bytes, all zero, which must never match a live slot");
+static_assert(tophash_word::zero_bytes(0x0100ff7f80000001ULL) == 0x0080000000808000ULL);
+
+// Erase's clean-up of a chain's tail: slot i is empty_one and ends the live
+// part of its chain, so it and the empty_one slots just before it become
+// empty_rest. Returns whether the run reached slot 0 (it may go on in the
+// previous bucket). One word of SWAR arithmetic, whatever the run's length.
+inline bool clear_empty_one_run(unsigned char* tophash, unsigned i) noexcept {
+    constexpr std::uint64_t lsb = tophash_word::lsb;
+    constexpr std::uint64_t msb = tophash_word::msb;
+    std::uint64_t w;
+    std::memcpy(&w, tophash, sizeof w);
+    if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
+    const std::uint64_t below_i = (std::uint64_t{1} << (8 * i)) - 1;       // bytes 0 .. i-1
+    const std::uint64_t others = ~tophash_word::zero_bytes(w ^ lsb) & msb & below_i;  // not empty_one
+    const unsigned start = others ? static_cast<unsigned>(63 - std::countl_zero(others)) / 8 + 1 : 0;
+    const std::uint64_t run = (~std::uint64_t{0} >> (56 - 8 * i)) & ~((std::uint64_t{1} << (8 * start)) - 1);
+    w &= ~run;  // empty_rest is 0
+    if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
+    std::memcpy(tophash, &w, sizeof w);
+    return start == 0;
+}
 
 // Stored behind a pointer: too big to copy around in buckets (Go's rule), or
 // a move that may throw (evacuation must not fail half-way).
