@@ -120,17 +120,15 @@ void flip_sampled_bit(mspan* s, const void* p) noexcept {
     s->sampled_bits[idx / 64].fetch_xor(std::uint64_t{1} << (idx % 64), std::memory_order_relaxed);
 }
 
-// Hands p (bytes, in span s) to the recorder. Out of line and in
+// Hands p (bytes) to the recorder, which marks it in its span. Out of line and in
 // spanmap_alloc_text, so its frame is dropped from the stack.
-SPANMAP_ALLOC_TEXT __attribute__((noinline)) void record_sample(mcache* mc, void* p, mspan* s,
-                                                                  std::size_t bytes) noexcept {
+SPANMAP_ALLOC_TEXT __attribute__((noinline)) void record_sample(mcache* mc, void* p, std::size_t bytes) noexcept {
     const sampler::recorder* rec = st.rec.load(std::memory_order_acquire);
     if (rec == nullptr) return;
     cache_profile& cp = mc->prof;
     const int saved_errno = errno;
     cp.in_profiler = true;
     cp.bytes_until_sample.store(countdown_parked, std::memory_order_relaxed);
-    (void)s;
     rec->record(p, bytes);
     cp.bytes_until_sample.store(draw_countdown(cp), std::memory_order_relaxed);
     cp.in_profiler = false;
@@ -157,7 +155,7 @@ void set_running(bool on, std::uint64_t rate) noexcept {
 
 SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* sample_small(mcache* mc, void* p, unsigned c) noexcept {
     if (at_sample_point(mc->prof, sc::class_size[c]))
-        record_sample(mc, p, span_of(reinterpret_cast<std::uintptr_t>(p)), sc::class_size[c]);
+        record_sample(mc, p, sc::class_size[c]);
     return p;
 }
 
@@ -172,7 +170,7 @@ SPANMAP_ALLOC_TEXT void sample_large(void* p, mspan* s) noexcept {
     }
     if (!cache_usable(mc)) return;
     const std::size_t bytes = std::size_t{s->npages} << page_shift;
-    if (count_down(mc->prof, bytes)) record_sample(mc, p, s, bytes);
+    if (count_down(mc->prof, bytes)) record_sample(mc, p, bytes);
 }
 
 void sampled_free(void* p, mspan* s) noexcept {

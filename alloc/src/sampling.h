@@ -43,7 +43,8 @@ void* sample_small(mcache* mc, void* p, unsigned c) noexcept;
 // The large-object path's hook: counts p (span s) against the countdown of the
 // calling thread's cache, giving the thread a cache if it has none yet.
 void sample_large(void* p, mspan* s) noexcept;
-// A free of p in span s, whose bit says it is sampled: the recorder forgets it.
+// A free of p in span s, which has sampled objects: if p is one of them (its
+// bit is set), the recorder forgets it and clears the bit.
 void sampled_free(void* p, mspan* s) noexcept;
 // Whether sampling is on (a cache being attached takes this state).
 bool sampling_active() noexcept;

@@ -39,19 +39,7 @@ using spanmap::test::mix;
 using spanmap::test::scaled;
 namespace sc = spanmap::sc;
 
-// SplitMix64: the same sequence on every platform and standard library.
-class rng {
-public:
-    explicit rng(std::uint64_t seed) : s_(seed) {}
-    std::uint64_t next() { return mix(s_++); }
-    std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
-    std::size_t between(std::size_t lo, std::size_t hi) { return lo + below(hi - lo + 1); }
-    bool chance(unsigned percent) { return below(100) < percent; }
-
-private:
-    std::uint64_t s_;
-};
-
+using spanmap::test::rng;
 ::testing::AssertionResult heap_holds(const mheap& h) {
     char why[512] = {};
     if (check_heap(h, why, sizeof why)) return ::testing::AssertionSuccess();

@@ -38,19 +38,7 @@ using spanmap::test::mix;
 using spanmap::test::scaled;
 namespace sc = spanmap::sc;
 
-// SplitMix64: the same sequence on every platform and standard library.
-class rng {
-public:
-    explicit rng(std::uint64_t seed) : s_(seed) {}
-    std::uint64_t next() { return mix(s_++); }
-    std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
-    std::size_t between(std::size_t lo, std::size_t hi) { return lo + below(hi - lo + 1); }
-    bool chance(unsigned percent) { return below(100) < percent; }
-
-private:
-    std::uint64_t s_;
-};
-
+using spanmap::test::rng;
 using page_t = std::uintptr_t;  // a page number: address >> page_shift
 using word_t = std::uintptr_t;  // a bitmap word: page >> 6 (arenas are aligned, so words never straddle two)
 

@@ -19,19 +19,6 @@ namespace {
 
 using namespace spanmap::test;
 
-// SplitMix64: the same sequence on every platform and standard library.
-class rng {
-public:
-    explicit rng(std::uint64_t seed) : s_(seed) {}
-    std::uint64_t next() { return mix(s_++); }
-    std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
-    std::size_t between(std::size_t lo, std::size_t hi) { return lo + below(hi - lo + 1); }
-    bool chance(unsigned percent) { return below(100) < percent; }
-
-private:
-    std::uint64_t s_;
-};
-
 // How a block was obtained decides how it may be given back.
 enum class origin : std::uint8_t { malloc, calloc, aligned, cxx8 };
 

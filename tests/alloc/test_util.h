@@ -58,6 +58,19 @@ inline std::uint64_t mix(std::uint64_t x) {
     return x ^ (x >> 31);
 }
 
+// SplitMix64: the same sequence on every platform and standard library.
+class rng {
+public:
+    explicit rng(std::uint64_t seed) : s_(seed) {}
+    std::uint64_t next() { return mix(s_++); }
+    std::size_t below(std::size_t n) { return static_cast<std::size_t>(next() % n); }
+    std::size_t between(std::size_t lo, std::size_t hi) { return lo + below(hi - lo + 1); }
+    bool chance(unsigned percent) { return below(100) < percent; }
+
+private:
+    std::uint64_t s_;
+};
+
 inline void fill_pattern(void* p, std::size_t n, std::uint64_t seed) {
     auto* b = static_cast<unsigned char*>(p);
     const std::uint64_t base = mix(seed);
