@@ -138,6 +138,30 @@ void free_slow(void* ptr, std::size_t size) noexcept {
     free_checked(ptr, s);
 }
 
+// free_slow, except that a large block's pages go back to the OS at once
+// instead of waiting in the large cache and then the decay: for a block the
+// program knows it will not want back soon. The madvise runs before the pages
+// are free, with no lock held, while they are still the span's and nobody
+// else can take them; they then join the heap as released pages. A small
+// object is freed as by free_slow: its span's other objects are live.
+void free_release(void* ptr, std::size_t size) noexcept {
+    if (ptr == nullptr) return;
+    mspan* s = checked_span(ptr, "free");
+    if (__builtin_expect(size > span_usable(s), 0))
+        fatal("free", ptr, "sized free with a size larger than the block (wrong size or wrong pointer)");
+    if (s->size_class != 0) {
+        free_checked(ptr, s);
+        return;
+    }
+    if (__builtin_expect(s->live_samples.load(std::memory_order_relaxed) != 0, 0)) sampled_free(ptr, s);
+    const int saved = errno;
+    const std::size_t bytes = s->end() - s->base;
+    os_release(ptr, bytes);
+    poison(ptr, bytes);
+    g.heap.free_span(s, /*released=*/true);
+    errno = saved;
+}
+
 SPANMAP_ALLOC_TEXT void* malloc_slow(std::size_t size) noexcept {
     void* p = malloc_impl(size);
     return p != nullptr ? p : fail_enomem();
@@ -204,6 +228,8 @@ void spanmap_free(void* p) noexcept { free_any(p); }
 
 void spanmap_free_sized(void* p, size_t size) noexcept { free_any(p, size); }
 
+void spanmap_free_release(void* p) noexcept { free_release(p, 0); }
+
 SPANMAP_ALLOC_TEXT void* spanmap_aligned_alloc(size_t alignment, size_t size) noexcept {
     if (!is_pow2(alignment)) {
         errno = EINVAL;
@@ -267,6 +293,10 @@ SPANMAP_ALLOC_TEXT void* allocate_zeroed(std::size_t size, std::size_t alignment
 void deallocate(void* p) noexcept { free_any(p); }
 
 void deallocate(void* p, std::size_t size, std::size_t /*alignment*/) noexcept { free_any(p, size); }
+
+void deallocate_release(void* p, std::size_t size, std::size_t /*alignment*/) noexcept {
+    detail::free_release(p, size);
+}
 
 std::size_t usable_size(const void* p) noexcept { return spanmap_usable_size(p); }
 

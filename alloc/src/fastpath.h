@@ -142,6 +142,8 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
 #define SPANMAP_HIDDEN __attribute__((visibility("hidden")))
 SPANMAP_HIDDEN SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* malloc_slow(std::size_t size) noexcept;
 SPANMAP_HIDDEN __attribute__((noinline)) void free_slow(void* ptr, std::size_t size) noexcept;
+// free_slow, a large block's pages given back to the OS at once (api.cpp).
+SPANMAP_HIDDEN void free_release(void* ptr, std::size_t size) noexcept;
 
 // malloc: the pop is inline and everything else a tail call, so the common
 // case saves no registers (errno's handling would otherwise cost every call).

@@ -326,13 +326,14 @@ void mheap::release_page_map(heap_arena* a, std::uint32_t lo, std::uint32_t hi) 
     release_zeroed(&a->page_class[lo], &a->page_class[hi]);
 }
 
-bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
+bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s, bool released) noexcept {
     // A page is known to be zero if the heap never handed it out, or if its
     // memory went back to the OS with an advice that zero-fills (see scavenge.h).
     const bool released_is_zero = os_release_zeroes();
     const std::uint32_t now = tick();
     bool dirty = false;
     std::size_t reused = 0;
+    std::size_t newly_released = 0;
     std::uintptr_t page = first;
     const std::uintptr_t end = first + n;
     while (page < end) {
@@ -371,6 +372,12 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
             } else {
                 a->free_bits[w] |= mask;
                 a->freed_tick[w] = now;
+                if (released) {
+                    a->released_bits[w] |= mask;
+                    const auto count = static_cast<std::uint32_t>(__builtin_popcountll(mask));
+                    a->released_pages += count;
+                    newly_released += count;
+                }
             }
         }
         if (s == nullptr) release_page_map(a, lo, hi);
@@ -385,6 +392,7 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept {
         page = stop;
     }
     if (reused != 0) bump(pages_released_, -reused);
+    if (newly_released != 0) bump(pages_released_, newly_released);
     if (s == nullptr) bump(pages_ever_freed_, n);
     return dirty;
 }
@@ -517,9 +525,9 @@ mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned s
     return s;
 }
 
-void mheap::free_span(mspan* s) noexcept {
+void mheap::free_span(mspan* s, bool released) noexcept {
     lock_guard g(lock_);
-    assign(s->base >> page_shift, s->npages, nullptr);
+    assign(s->base >> page_shift, s->npages, nullptr, released);
     bump(pages_in_use_, -std::size_t{s->npages});
     if (s->state == span_state::small) {
         bump(small_spans_, std::size_t(-1));

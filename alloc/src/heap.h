@@ -59,7 +59,10 @@ public:
     // npages contiguous pages starting at a multiple of align_pages, made into
     // a span of size_class (0: a large object). nullptr when the OS refuses.
     mspan* alloc_span(std::size_t npages, std::size_t align_pages, unsigned size_class) noexcept;
-    void free_span(mspan* s) noexcept;
+    // released: the caller has already given the span's memory back to the
+    // OS (os_release, outside any lock), so its pages join the free set as
+    // released ones, as if the scavenger had taken them.
+    void free_span(mspan* s, bool released = false) noexcept;
     // A large span grown in place over the free pages after it; false if they
     // are not free. The new pages may hold old data.
     bool grow_span(mspan* s, std::size_t npages) noexcept;
@@ -119,7 +122,7 @@ private:
     std::uintptr_t reserve_region(std::size_t bytes, std::size_t align) noexcept;
     // Pages [first, first + n) (global page numbers) handed to s, or back to free
     // when s is null. Returns whether any of them was handed out before.
-    bool assign(std::uintptr_t first, std::size_t n, mspan* s) noexcept;
+    bool assign(std::uintptr_t first, std::size_t n, mspan* s, bool released = false) noexcept;
     bool pages_free(std::uintptr_t first, std::size_t n) const noexcept;
     // The in-flight pages `bits` of word w of a, back in the free set (and
     // the released set when their madvise ran).

@@ -213,6 +213,19 @@ TEST_F(AllocDeathTest, DoubleFreeAfterItsSpanWentBackToTheHeap) {
     }
 }
 
+TEST_F(AllocDeathTest, FreeAfterFreeReleaseOfLargeObject) {
+    void* p = spanmap_malloc(200000);
+    spanmap_free_release(p);
+    EXPECT_DIES_NAMING(p, spanmap_free(p), kBadPointer);
+    EXPECT_DIES_NAMING(p, spanmap_free_release(p), kBadPointer);
+}
+
+TEST_F(AllocDeathTest, SizedFreeReleaseWithTooLargeASize) {
+    void* p = spanmap_malloc(200000);
+    EXPECT_DIES_NAMING(p, spanmap::deallocate_release(p, 400000), kBadSize);
+    spanmap_free(p);
+}
+
 TEST_F(AllocDeathTest, DoubleFreeOfLargeObject) {
     void* p = spanmap_malloc(100000);
     spanmap_free(p);

@@ -67,4 +67,42 @@ TEST(GrowRelease, GrowthReleasesFreedPagesBeforeTheDecay) {
     spanmap_free(pin);
 }
 
+// spanmap_free_release gives a large block's pages back at once, not to the
+// large cache, and the heap knows them for released pages: they count as
+// released, and come back zeroed without a memset.
+TEST(GrowRelease, FreeReleaseReturnsALargeBlocksPagesAtOnce) {
+    spanmap_free(spanmap_malloc(1));
+    ASSERT_GE(spanmap::detail::conf.decay_ms, 60000u) << "run with SPANMAP_CONF=decay_ms:600000";
+    ASSERT_FALSE(spanmap::detail::conf.madv_free) << "MADV_FREE leaves pages resident until the kernel wants them";
+    constexpr std::size_t bytes = std::size_t{4} << 20;
+    auto* p = static_cast<unsigned char*>(spanmap_malloc(bytes));
+    ASSERT_NE(p, nullptr);
+    std::memset(p, 0xab, bytes);
+    ASSERT_EQ(resident(p, bytes), bytes);
+    const std::size_t cached_before = g.large.spans();
+    const std::size_t released_before = g.heap.pages_released();
+    spanmap_free_release(p);
+    EXPECT_EQ(resident(p, bytes), 0u);
+    EXPECT_EQ(g.large.spans(), cached_before) << "the block went to the large cache";
+    EXPECT_GE(g.heap.pages_released(), released_before + bytes / spanmap::detail::page_size);
+    // The same pages again, zeroed: calloc trusts the released state.
+    auto* q = static_cast<unsigned char*>(spanmap_calloc(1, bytes));
+    ASSERT_NE(q, nullptr);
+    std::size_t nonzero = 0;
+    for (std::size_t i = 0; i < bytes; ++i) nonzero += q[i] != 0;
+    EXPECT_EQ(nonzero, 0u);
+    spanmap_free(q);
+    spanmap_free_release(nullptr);
+}
+
+// A small object goes back as by free: its span's other objects are live.
+TEST(GrowRelease, FreeReleaseOfASmallObjectIsAFree) {
+    void* p = spanmap_malloc(100);
+    ASSERT_NE(p, nullptr);
+    spanmap_free_release(p);
+    void* q = spanmap_malloc(100);  // the bin is a stack: the same object again
+    EXPECT_EQ(q, p);
+    spanmap_free(q);
+}
+
 }  // namespace

@@ -22,6 +22,8 @@ inline constexpr std::size_t default_alignment = __STDCPP_DEFAULT_NEW_ALIGNMENT_
 void deallocate(void* p) noexcept;
 // Sized: size and alignment as given to allocate (checked against the span).
 void deallocate(void* p, std::size_t size, std::size_t alignment = default_alignment) noexcept;
+// deallocate, and a large block's pages back to the OS now (see spanmap_free_release).
+void deallocate_release(void* p, std::size_t size, std::size_t alignment = default_alignment) noexcept;
 std::size_t usable_size(const void* p) noexcept;
 // What allocate(size, alignment) would make usable: Go's roundupsize.
 std::size_t good_size(std::size_t size, std::size_t alignment = default_alignment) noexcept;
@@ -59,6 +61,12 @@ public:
     std::size_t good_size(std::size_t n) const noexcept {
         if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) return n;
         return spanmap::good_size(n * sizeof(T), alignof(T)) / sizeof(T);
+    }
+    // deallocate(p, n) for a block its owner will not want back soon (a
+    // hash map's bucket array once the map has moved to a bigger one): a
+    // large block's pages leave the resident set now.
+    void deallocate_release(T* p, std::size_t n) noexcept {
+        spanmap::deallocate_release(p, n * sizeof(T), alignof(T));
     }
 
     template <class U>

@@ -33,6 +33,11 @@ void spanmap_free(void* p) SPANMAP_NOEXCEPT;
 /* size: the size that was requested (anything up to the usable size is
  * accepted); a size larger than the block stops the process. */
 void spanmap_free_sized(void* p, size_t size) SPANMAP_NOEXCEPT;
+/* spanmap_free, and for a large block (above 32 KiB) its pages go back to the
+ * OS now, instead of being kept for the next request of its size until the
+ * scavenger's decay: for a block the program will not want again soon. A
+ * small object is freed as by spanmap_free. */
+void spanmap_free_release(void* p) SPANMAP_NOEXCEPT;
 /* alignment: any power of two (EINVAL otherwise). */
 void* spanmap_aligned_alloc(size_t alignment, size_t size) SPANMAP_NOEXCEPT;
 void spanmap_free_aligned_sized(void* p, size_t alignment, size_t size) SPANMAP_NOEXCEPT;

@@ -1262,9 +1262,19 @@ private:
 
     // The one end of a growth, whether evacuation finished or the map was
     // cleared: the old array goes back to the allocator at once, with the
-    // spare overflow buckets set aside for evacuations.
+    // spare overflow buckets set aside for evacuations. Nothing of this map
+    // will ask for an array of that size again (it only grows until it is
+    // cleared), so an allocator that can is told to return the array's pages
+    // to the OS now: otherwise the map's resident set stays half as large
+    // again as its array until the allocator's decay period passes.
     void end_growth() noexcept {
-        deallocate_array(h_.oldbuckets, h_.old_nalloc);
+        if constexpr (detail::releasing_allocator<rebind<bucket>>) {
+            detail::unpoison(h_.oldbuckets, h_.old_nalloc * sizeof(bucket));
+            rebind<bucket> a(alloc_);
+            a.deallocate_release(h_.oldbuckets, h_.old_nalloc);
+        } else {
+            deallocate_array(h_.oldbuckets, h_.old_nalloc);
+        }
         h_.oldbuckets = nullptr;
         h_.old_nalloc = 0;
         h_.oldB = 0;

@@ -312,4 +312,11 @@ concept zeroing_allocator = requires(A& a, std::size_t n) {
     { a.allocate_zeroed(n) } -> std::same_as<typename std::allocator_traits<A>::pointer>;
 };
 
+// An allocator that can take a block back and return its memory to the OS at
+// once (spanmap::allocator's deallocate_release).
+template <class A>
+concept releasing_allocator = requires(A& a, typename std::allocator_traits<A>::pointer p, std::size_t n) {
+    a.deallocate_release(p, n);
+};
+
 }  // namespace spanmap::detail
