@@ -12,6 +12,18 @@ __thread mcache* tls_cache __attribute__((tls_model("initial-exec"))) = nullptr;
 
 namespace {
 
+// Every bin back at its start; the bins must be empty.
+void reset_sizing(mcache* mc) noexcept {
+    cache_sizing& z = mc->sizing;
+    for (unsigned c = 1; c < num_classes; ++c) {
+        mc->bins[c].cap.store(bin_start_cap(c), std::memory_order_relaxed);
+        z.bins[c] = bin_sizing{0, false};
+    }
+    z.cap_bytes = start_cap_bytes();
+    z.events = 0;
+    z.next_victim = 1;
+}
+
 mcache* new_cache() noexcept {
     mcache* mc = nullptr;
     {
@@ -30,10 +42,10 @@ mcache* new_cache() noexcept {
         metadata_sys.fetch_add(bytes, std::memory_order_relaxed);
         std::size_t slot = 0;
         for (unsigned c = 1; c < num_classes; ++c) {
-            mc->bins[c].cap = bin_cap(c);
             mc->bins[c].slots = &mc->storage[slot];
-            slot += bin_cap(c);
+            slot += bin_max_cap(c);
         }
+        reset_sizing(mc);
         lock_guard lk(g.caches_lock);
         ++g.caches_mapped;
     }
@@ -79,6 +91,8 @@ void retire(mcache* mc) noexcept {
         b.nfree.store(0, std::memory_order_relaxed);
         b.nmoved_in.store(0, std::memory_order_relaxed);
     }
+    // The next thread starts small again.
+    reset_sizing(mc);
     lock_guard lk(g.caches_lock);
     if (mc->prev != nullptr)
         mc->prev->next = mc->next;
@@ -116,6 +130,69 @@ void flush_bin_to(mcache* mc, unsigned c, std::uint32_t keep, bool via_transfer)
     b.count.store(keep, std::memory_order_release);
     if (via_transfer && g.transfer[c].put(b.slots + keep, out)) return;
     g.central[c].release(b.slots + keep, out);
+}
+
+// Halves bin c's cap, down to its start, flushing what no longer fits.
+void shrink_bin(mcache* mc, unsigned c) noexcept {
+    cache_bin& b = mc->bins[c];
+    const std::uint32_t cap = b.cap.load(std::memory_order_relaxed);
+    const std::uint32_t half = cap / 2 < bin_start_cap(c) ? bin_start_cap(c) : cap / 2;
+    if (half == cap) return;
+    // The count comes down first: count <= cap at every instant.
+    flush_bin_to(mc, c, half, false);
+    b.cap.store(half, std::memory_order_release);
+    mc->sizing.cap_bytes -= std::size_t{cap - half} * sc::class_size[c];
+}
+
+// Makes room for `bytes` more of cap for bin c, within thread_cache_bytes, by
+// shrinking the thread's other grown bins, round robin; false when they
+// cannot give that much.
+bool make_room(mcache* mc, unsigned c, std::size_t bytes) noexcept {
+    cache_sizing& z = mc->sizing;
+    // One round over the other bins without one that could give ends it.
+    unsigned fruitless = 0;
+    while (z.cap_bytes + bytes > thread_cache_bytes && fruitless < num_classes - 1) {
+        const unsigned v = z.next_victim;
+        z.next_victim = v + 1 < num_classes ? v + 1 : 1;
+        if (v == c || mc->bins[v].cap.load(std::memory_order_relaxed) == bin_start_cap(v)) {
+            ++fruitless;
+            continue;
+        }
+        shrink_bin(mc, v);
+        fruitless = 0;
+    }
+    return z.cap_bytes + bytes <= thread_cache_bytes;
+}
+
+// Bin c is full and a free wants in: doubles its cap when its working set
+// does not fit (see cache.h); false when it keeps its cap.
+bool grow_bin(mcache* mc, unsigned c) noexcept {
+    cache_bin& b = mc->bins[c];
+    if (!mc->sizing.bins[c].refilled) return false;
+    const std::uint32_t cap = b.cap.load(std::memory_order_relaxed);
+    const std::uint32_t want = 2 * cap < bin_max_cap(c) ? 2 * cap : bin_max_cap(c);
+    if (want == cap) return false;
+    const std::size_t bytes = std::size_t{want - cap} * sc::class_size[c];
+    if (!make_room(mc, c, bytes)) return false;
+    mc->sizing.cap_bytes += bytes;
+    b.cap.store(want, std::memory_order_release);
+    return true;
+}
+
+// Counts a slow-path event; every sizing_period of them, halves the grown
+// bins that saw neither a malloc nor a free since the last time.
+void note_slow_event(mcache* mc) noexcept {
+    cache_sizing& z = mc->sizing;
+    if (++z.events < sizing_period) return;
+    z.events = 0;
+    for (unsigned c = 1; c < num_classes; ++c) {
+        const cache_bin& b = mc->bins[c];
+        // Both only grow, so their sum changes exactly when either does.
+        const std::uint64_t traffic = b.nfree.load(std::memory_order_relaxed) + bin_nmalloc(b);
+        if (traffic == z.bins[c].traffic && b.cap.load(std::memory_order_relaxed) != bin_start_cap(c))
+            shrink_bin(mc, c);
+        z.bins[c].traffic = traffic;
+    }
 }
 
 }  // namespace
@@ -167,7 +244,11 @@ void* refill_and_pop(mcache* mc, unsigned c) noexcept {
     }
     bump(b.nmoved_in, std::uint64_t{got});
     b.count.store(static_cast<std::uint32_t>(got), std::memory_order_release);
-    return bin_pop(b, static_cast<std::uint32_t>(got), c);
+    mc->sizing.bins[c].refilled = true;
+    void* p = bin_pop(b, static_cast<std::uint32_t>(got), c);
+    // After the pop, which is traffic: the look for idle bins passes this one.
+    note_slow_event(mc);
+    return p;
 }
 
 void free_small_slow(unsigned c, void* p) noexcept {
@@ -183,12 +264,17 @@ void free_small_slow(unsigned c, void* p) noexcept {
         return;
     }
     cache_bin& b = mc->bins[c];
-    if (b.count.load(std::memory_order_relaxed) == b.cap) {
-        flush_bin_to(mc, c, b.cap - bin_batch(c), true);
+    const std::uint32_t cap = b.cap.load(std::memory_order_relaxed);
+    const bool full = b.count.load(std::memory_order_relaxed) == cap;
+    if (full && !grow_bin(mc, c)) {
+        flush_bin_to(mc, c, cap - bin_batch(c), true);
+        mc->sizing.bins[c].refilled = false;
         // Frees that empty spans are what the scavenger is for; it may be due.
         maybe_start_scavenger();
     }
     mark_and_push(b, b.count.load(std::memory_order_relaxed), p, mark, c);
+    // After the push, which is traffic: the look for idle bins passes this one.
+    if (full) note_slow_event(mc);
 }
 
 void flush_thread_cache() noexcept {

@@ -11,10 +11,25 @@
 // fastpath.h, where both fast paths live): every object in a bin carries it,
 // which makes a free of it visible at once, wherever the object is.
 //
-// A bin is bounded (bin_cap below): an empty bin refills `batch` objects from
-// its mcentral; a full one returns its `batch` newest. An object freed by
-// another thread simply enters that thread's cache — caches hold any object
-// of their class — and goes back through mcentral from there.
+// A bin is bounded by its cap: an empty bin refills `batch` objects from the
+// transfer tier or mcentral; a full one returns its `batch` newest. An object
+// freed by another thread simply enters that thread's cache — caches hold any
+// object of their class — and goes back through mcentral from there.
+//
+// Caps size themselves (TCMalloc's dynamic per-thread cache), on the slow
+// paths only: the fast paths compare the count against the cap and nothing
+// more. A bin starts at bin_start_cap. When a free finds it full and it has
+// refilled since it last gave objects back — it both runs dry and overflows,
+// so the thread's working set of the class does not fit — its cap doubles, up
+// to bin_max_cap, instead of a batch leaving; 1000 objects allocated and then
+// freed then cycle through the bin alone. A bin that only overflows (a thread
+// that frees what others allocate) keeps its cap and passes batches on. The
+// caps of one thread add up to at most thread_cache_bytes: a bin that grows
+// past that takes capacity from the thread's other grown bins, round robin,
+// halving them and flushing what no longer fits (TCMalloc steals the same
+// way). And every sizing_period slow-path events the thread looks over its
+// bins: a grown bin that saw no malloc and no free since the last look is
+// halved back towards its start.
 //
 // When a thread exits, a pthread key destructor returns every cached object to
 // mcentral and parks the mcache on a free list for the next thread. Calls that
@@ -26,26 +41,50 @@
 
 namespace spanmap::detail {
 
-// Bin bounds: a bin may hold up to 32 KiB of objects, but never fewer than 2
-// nor more than 256 of them; refills and flushes move half a bin (at most 64).
+// Bin bounds. A bin starts able to hold 32 KiB of objects, but never fewer
+// than 2 nor more than 256 of them; refills and flushes move half that (at
+// most 64), a batch, which is also the transfer tier's unit. A bin may grow to
+// 1 MiB of objects, at most 2048 of them: 1000 objects of up to 1 KiB fit.
 inline constexpr std::uint32_t bin_bytes = 32 << 10;
 inline constexpr std::uint32_t bin_max_objects = 256;
 inline constexpr std::uint32_t bin_min_objects = 2;
+inline constexpr std::uint32_t bin_grown_bytes = 1 << 20;
+inline constexpr std::uint32_t bin_grown_objects = 2048;
+// What the caps of one thread's bins add up to, in bytes of objects.
+inline constexpr std::size_t thread_cache_bytes = std::size_t{4} << 20;
+// Slow-path events (refills and full bins) between two looks for idle bins.
+inline constexpr std::uint32_t sizing_period = 64;
 
-constexpr std::uint32_t bin_cap(unsigned c) {
+constexpr std::uint32_t bin_start_cap(unsigned c) {
     if (c == 0) return 0;
     const std::uint32_t n = bin_bytes / sc::class_size[c];
     return n < bin_min_objects ? bin_min_objects : n > bin_max_objects ? bin_max_objects : n;
 }
+constexpr std::uint32_t bin_max_cap(unsigned c) {
+    if (c == 0) return 0;
+    const std::uint32_t n = bin_grown_bytes / sc::class_size[c];
+    const std::uint32_t m = n > bin_grown_objects ? bin_grown_objects : n;
+    return m < bin_start_cap(c) ? bin_start_cap(c) : m;
+}
 constexpr std::uint32_t bin_batch(unsigned c) {
-    const std::uint32_t half = bin_cap(c) / 2;
+    const std::uint32_t half = bin_start_cap(c) / 2;
     return half == 0 ? 1 : half > 64 ? 64 : half;
 }
+// The slots every bin may grow into, reserved in the cache's mapping: pages
+// of them that a bin never reaches are never touched.
 constexpr std::size_t total_bin_slots() {
     std::size_t n = 0;
-    for (unsigned c = 1; c < num_classes; ++c) n += bin_cap(c);
+    for (unsigned c = 1; c < num_classes; ++c) n += bin_max_cap(c);
     return n;
 }
+// The caps' bytes when every bin is at its start.
+constexpr std::size_t start_cap_bytes() {
+    std::size_t n = 0;
+    for (unsigned c = 1; c < num_classes; ++c) n += std::size_t{bin_start_cap(c)} * sc::class_size[c];
+    return n;
+}
+static_assert(start_cap_bytes() + bin_grown_bytes <= thread_cache_bytes,
+              "a thread whose bins all start can grow one bin to its largest without taking from others");
 // The transfer tier's storage, every class's slots (transfer.h).
 constexpr std::uint32_t class_transfer_slots(unsigned c) {
     return c == 0 ? 0 : transfer_slots(bin_batch(c), sc::class_size[c]);
@@ -66,18 +105,15 @@ constexpr std::size_t max_transfer_bytes() {
     for (unsigned c = 1; c < num_classes; ++c) n += std::size_t{class_transfer_slots(c)} * sc::class_size[c];
     return n;
 }
-// The most one thread can hoard: every bin full.
-constexpr std::size_t max_cached_bytes() {
-    std::size_t n = 0;
-    for (unsigned c = 1; c < num_classes; ++c) n += std::size_t{bin_cap(c)} * sc::class_size[c];
-    return n;
-}
-static_assert(max_cached_bytes() <= (4u << 20), "a thread cache stays within 4 MiB");
+// The most one thread can hoard: its caps' bytes, every bin full.
+constexpr std::size_t max_cached_bytes() { return thread_cache_bytes; }
 
 struct cache_bin {
     std::atomic<std::uint32_t> count;  // slots[0..count) hold free objects; written by the owner only
-    std::uint32_t cap;
-    void** slots;
+    // count <= cap <= bin_max_cap: the owner lowers the count before the cap
+    // and raises the cap before the count. Written by the owner only.
+    std::atomic<std::uint32_t> cap;
+    void** slots;  // room for bin_max_cap objects
     // Counters for statistics, written by the owner only. The fast paths keep
     // one between them: a free bumps nfree, a malloc only pops. The mallocs
     // follow from what went through the bin,
@@ -129,9 +165,22 @@ inline constexpr std::uint8_t profiling_redraw = 2;
 // it bounds how long a thread can miss a profile_start whose store lost a race.
 inline constexpr std::int64_t countdown_off = std::int64_t{16} << 20;
 
+// How the owner sizes its bins (see the essay above); the owner's alone.
+struct bin_sizing {
+    std::uint64_t traffic;  // nfree + nmalloc at the last look for idle bins
+    bool refilled;          // refilled since the bin last gave objects back
+};
+struct cache_sizing {
+    std::size_t cap_bytes;  // sum of cap × class size over the bins, <= thread_cache_bytes
+    std::uint32_t events;   // slow-path events since the last look for idle bins
+    unsigned next_victim;   // the class a grow takes capacity from first
+    bin_sizing bins[num_classes];
+};
+
 struct mcache {
     cache_profile prof;
     cache_bin bins[num_classes];
+    cache_sizing sizing;
     mcache* next;  // on the live or the parked list
     mcache* prev;
     void* storage[total_bin_slots()];

@@ -200,7 +200,13 @@ bool check_caches(report& r) {
         for (unsigned c = 1; ok && c < num_classes; ++c) {
             const cache_bin& b = mc->bins[c];
             const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-            if (n > b.cap) ok = r.fail("bin of class %u holds %u > cap %u", c, n, b.cap);
+            // Against the slots' bound, not the cap: the owner may be moving
+            // its cap and its count while this reads them.
+            const std::uint32_t cap = b.cap.load(std::memory_order_acquire);
+            if (cap < bin_start_cap(c) || cap > bin_max_cap(c))
+                ok = r.fail("bin of class %u has cap %u outside [%u, %u]", c, cap, bin_start_cap(c), bin_max_cap(c));
+            else if (n > bin_max_cap(c))
+                ok = r.fail("bin of class %u holds %u > its slots %u", c, n, bin_max_cap(c));
             check_held(b.slots, n, c);
         }
     }

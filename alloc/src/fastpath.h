@@ -128,7 +128,7 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
                              idx >= s->handed.load(std::memory_order_relaxed) ||
                              *static_cast<const std::uintptr_t*>(ptr) == mark ||
                              (s->live_samples.load(std::memory_order_relaxed) != 0 && s->is_sampled(idx)) ||
-                             n >= b.cap || size > sc::class_size[c],
+                             n >= b.cap.load(std::memory_order_relaxed) || size > sc::class_size[c],
                          0))
         return false;
     mark_and_push(b, n, ptr, mark, c);

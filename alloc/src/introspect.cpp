@@ -119,7 +119,7 @@ bool in_some_cache(unsigned c, std::uintptr_t obj) {
     for (const mcache* mc = g.live; mc != nullptr; mc = mc->next) {
         const cache_bin& b = mc->bins[c];
         const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-        for (std::uint32_t i = 0; i < n && i < b.cap; ++i)
+        for (std::uint32_t i = 0; i < n && i < bin_max_cap(c); ++i)
             if (reinterpret_cast<std::uintptr_t>(b.slots[i]) == obj) return true;
     }
     return false;
