@@ -88,6 +88,23 @@
 // regrow towards the smallest B for the current count; each old bucket then
 // pours into bucket i mod 2^B of the smaller array.
 //
+// ## What a write costs
+//
+// Most inserts find the map neither growing nor due to grow. For them the
+// insert is inlined: the hash, one probe that notes the chain's first empty
+// slot while it looks for the key, and two compares, of count and noverflow
+// against limits kept beside B (detail::load_limit and overflow_limit; a
+// static_assert holds them to Go's two checks). The first bucket, evacuation
+// work and the start of a growth are out of line. Evacuation walks an old
+// bucket's live slots by its tophash mask; a doubling or same-size regrow
+// writes into destinations that have no other source, so each destination's
+// next slot is a counter, not a search; the old bucket's 8 markers are
+// written in one store. Each moved entry is hashed again, as in Go: a bucket
+// keeps only the top byte, and X or Y is bit oldB of the full hash.
+// erase(key) is inlined as find is; the run of empty_one slots it turns into
+// empty_rest is found in one word. bench/map_opcount.cpp counts the
+// instructions per operation under callgrind (figures in its comment).
+//
 // ## Iterators and references
 //
 // *it is the slot's std::pair<const Key, T>&, and the iterators are forward
@@ -697,7 +714,7 @@ public:
         return iterator(this, last.p_);
     }
     // Erase by key: a write, so it evacuates like an insert (Go's mapdelete).
-    size_type erase(const Key& key) { return erase_key(key); }
+    SPANMAP_MAP_INLINE size_type erase(const Key& key) { return erase_key(key); }
 
     // Takes the entry out as a node (see node_type); like erase(iterator) it
     // moves nothing else. By key: an empty node when the key is absent.
@@ -1114,9 +1131,14 @@ private:
         h_.lazy = lazy;
     }
 
+    // Go's growWork. Most calls find the bucket evacuated already (and not
+    // the mark to advance), and return without the call to evacuate.
     void grow_work(std::uint64_t hash) {
-        evacuate(static_cast<std::size_t>(hash) & mask(h_.oldB));
-        if (growing()) evacuate(h_.nevacuate);
+        evacuate_if_due(static_cast<std::size_t>(hash) & mask(h_.oldB));
+        if (growing()) evacuate_if_due(h_.nevacuate);
+    }
+    SPANMAP_MAP_INLINE void evacuate_if_due(std::size_t o) {
+        if (!evacuated(h_.oldbuckets + o) || o == h_.nevacuate) evacuate(o);
     }
 
     // A moving write position in a destination chain.
@@ -1262,7 +1284,7 @@ private:
     // entry goes to o + (the hash bits between oldB and B) << oldB; same size:
     // to o; shrinking: to o mod 2^B. Everything that can throw happens before
     // the first entry moves.
-    void evacuate(std::size_t o) {
+    SPANMAP_MAP_NOINLINE void evacuate(std::size_t o) {
         bucket* const ob = h_.oldbuckets + o;
         if (!evacuated(ob)) {
             entries_moved();
