@@ -254,4 +254,65 @@ TEST(GoMap, ReseededWhenEmptied) {
     EXPECT_GT(orders.size(), 1u);
 }
 
+// The bucket's 8 tophash bytes are tested at once (SSE2 or SWAR); every test
+// must select exactly the slots a loop over the bytes would.
+TEST(GoMap, TophashWordSelectsWhatEachByteSays) {
+    using spanmap::detail::tophash_word;
+    const std::uint8_t alphabet[] = {0, 1, 2, 3, 4, 5, 6, 0x7f, 0x80, 0x81, 0xfe, 0xff};
+    std::uint64_t rng = 42;
+    auto next = [&rng] {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        return rng >> 33;
+    };
+    auto slots = [](auto mask) {
+        unsigned bits = 0;
+        for (; mask; mask &= mask - 1) bits |= 1u << tophash_word::first(mask);
+        return bits;
+    };
+    for (int round = 0; round < 20000; ++round) {
+        std::array<std::uint8_t, 8> th{};
+        for (auto& t : th) t = alphabet[next() % std::size(alphabet)];
+        const std::uint8_t top = alphabet[5 + next() % (std::size(alphabet) - 5)];
+        const tophash_word w = tophash_word::load(th.data());
+        unsigned live = 0, empty = 0, match = 0;
+        bool rest = false;
+        for (unsigned i = 0; i < 8; ++i) {
+            live |= unsigned{th[i] >= spanmap::detail::min_top_hash} << i;
+            empty |= unsigned{th[i] <= spanmap::detail::empty_one} << i;
+            match |= unsigned{th[i] == top} << i;
+            rest |= th[i] == spanmap::detail::empty_rest;
+        }
+        ASSERT_EQ(slots(w.live()), live) << round;
+        ASSERT_EQ(slots(w.empty()), empty) << round;
+        ASSERT_EQ(slots(w.matching(top)), match) << round;
+        ASSERT_EQ(w.has_empty_rest(), rest) << round;
+    }
+}
+
+// Erase's tail cleanup: slot i just became empty_one and only empty_rest
+// follows it; the empty_one run ending at i becomes empty_rest, and the
+// result says whether the run reached slot 0.
+TEST(GoMap, EmptyOneRunBecomesEmptyRest) {
+    using namespace spanmap::detail;
+    std::uint64_t rng = 7;
+    auto next = [&rng] {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        return rng >> 33;
+    };
+    for (int round = 0; round < 20000; ++round) {
+        const unsigned i = static_cast<unsigned>(next() % 8);
+        std::array<std::uint8_t, 8> th{};  // empty_rest after i
+        for (unsigned k = 0; k < i; ++k) {
+            th[k] = next() % 2 ? std::uint8_t{empty_one} : static_cast<std::uint8_t>(min_top_hash + next() % 251);
+        }
+        th[i] = empty_one;
+        std::array<std::uint8_t, 8> want = th;
+        unsigned k = i + 1;
+        while (k > 0 && want[k - 1] == empty_one) want[--k] = empty_rest;
+        const bool reached_zero = clear_empty_one_run(th.data(), i);
+        ASSERT_EQ(th, want) << round;
+        ASSERT_EQ(reached_zero, k == 0) << round;
+    }
+}
+
 }  // namespace

@@ -88,6 +88,23 @@
 // regrow towards the smallest B for the current count; each old bucket then
 // pours into bucket i mod 2^B of the smaller array.
 //
+// ## What a write costs
+//
+// Most inserts find the map neither growing nor due to grow. For them the
+// insert is inlined: the hash, one probe that notes the chain's first empty
+// slot while it looks for the key, and two compares, of count and noverflow
+// against limits kept beside B (detail::load_limit and overflow_limit; a
+// static_assert holds them to Go's two checks). The first bucket, evacuation
+// work and the start of a growth are out of line. Evacuation walks an old
+// bucket's live slots by its tophash mask; a doubling or same-size regrow
+// writes into destinations that have no other source, so each destination's
+// next slot is a counter, not a search; the old bucket's 8 markers are
+// written in one store. Each moved entry is hashed again, as in Go: a bucket
+// keeps only the top byte, and X or Y is bit oldB of the full hash.
+// erase(key) is inlined as find is; the run of empty_one slots it turns into
+// empty_rest is found in one word. bench/map_opcount.cpp counts the
+// instructions per operation under callgrind (figures in its comment).
+//
 // ## Iterators and references
 //
 // *it is the slot's std::pair<const Key, T>&, and the iterators are forward
@@ -211,7 +228,9 @@ private:
         std::size_t nspares = 0;
         std::uint64_t seed = detail::thread_random();
         std::size_t bucket_mask = 0;       // 2^B - 1, kept beside B: the lookup path needs the mask, not B
+        std::size_t load_limit = detail::load_limit(0);  // an insert making count exceed this doubles the map
         std::uint32_t noverflow = 0;       // Go's approximate overflow count since the last growth
+        std::uint32_t overflow_limit = detail::overflow_limit(0);  // noverflow reaching this regrows at the same size
         std::uint8_t B = 0;                // log2 of the chain heads in buckets
         std::uint8_t oldB = 0;             // log2 of the chain heads in oldbuckets
         bool lazy = false;                 // new buckets initialised as their old bucket is evacuated
@@ -695,7 +714,7 @@ public:
         return iterator(this, last.p_);
     }
     // Erase by key: a write, so it evacuates like an insert (Go's mapdelete).
-    size_type erase(const Key& key) { return erase_key(key); }
+    SPANMAP_MAP_INLINE size_type erase(const Key& key) { return erase_key(key); }
 
     // Takes the entry out as a node (see node_type); like erase(iterator) it
     // moves nothing else. By key: an empty node when the key is absent.
@@ -815,7 +834,8 @@ public:
     // every chain the empty_rest slots form the tail and the last slot before
     // them is not empty_one; an evacuated old bucket has only evacuation
     // markers and no overflow; every old bucket below nevacuate is evacuated;
-    // overflow_in_use == overflow buckets linked; bucket_mask == 2^B - 1. Returns true, or false with
+    // overflow_in_use == overflow buckets linked; bucket_mask == 2^B - 1 and
+    // the growth limits are B's. Returns true, or false with
     // the first violation written into why. Does not allocate.
     bool check_invariants(char* why = nullptr, std::size_t why_len = 0) const;
 
@@ -843,6 +863,13 @@ private:
     static T& value_at(bucket* b, unsigned i) noexcept { return entry_at(b, i).second; }
 
     static constexpr std::size_t mask(std::uint8_t B) noexcept { return (std::size_t{1} << B) - 1; }
+    // B and what is derived from it, kept together.
+    void set_B(std::uint8_t B) noexcept {
+        h_.B = B;
+        h_.bucket_mask = mask(B);
+        h_.load_limit = detail::load_limit(B);
+        h_.overflow_limit = detail::overflow_limit(B);
+    }
     bool growing() const noexcept { return h_.oldbuckets != nullptr; }
 
     // Has new bucket j been written since its array was allocated? (See
@@ -853,10 +880,16 @@ private:
 
     template <class K>
     std::uint64_t hash_of(const K& key) const noexcept(detail::nothrow_hasher<Hash, K>()) {
+        return hash_with(key, h_.seed);
+    }
+    // The seed as an argument: evacuation keeps it in a register while its
+    // stores into buckets (which the compiler cannot tell from h_) go on.
+    template <class K>
+    std::uint64_t hash_with(const K& key, std::uint64_t seed) const noexcept(detail::nothrow_hasher<Hash, K>()) {
         if constexpr (detail::seeded_hasher<Hash, K>) {
-            return static_cast<std::uint64_t>(hash_(key, h_.seed));
+            return static_cast<std::uint64_t>(hash_(key, seed));
         } else {
-            return detail::hash_word(static_cast<std::uint64_t>(hash_(key)), h_.seed);
+            return detail::hash_word(static_cast<std::uint64_t>(hash_(key)), seed);
         }
     }
     template <class K>
@@ -1041,7 +1074,7 @@ private:
 
     // Links a cleared overflow bucket behind b: a preallocated one from the
     // array's tail, else a spare, else a new allocation (the only step that can fail).
-    bucket* new_overflow(bucket* b) {
+    SPANMAP_MAP_NOINLINE bucket* new_overflow(bucket* b) {
         bucket* ovf;
         if (h_.next_overflow < h_.nalloc) {
             ovf = h_.buckets + h_.next_overflow++;
@@ -1091,17 +1124,21 @@ private:
         h_.buckets = nb;
         h_.nalloc = n;
         h_.next_overflow = std::size_t{1} << newB;
-        h_.B = newB;
-        h_.bucket_mask = mask(newB);
+        set_B(newB);
         h_.nevacuate = 0;
         h_.nevacuated = 0;
         h_.noverflow = 0;
         h_.lazy = lazy;
     }
 
+    // Go's growWork. Most calls find the bucket evacuated already (and not
+    // the mark to advance), and return without the call to evacuate.
     void grow_work(std::uint64_t hash) {
-        evacuate(static_cast<std::size_t>(hash) & mask(h_.oldB));
-        if (growing()) evacuate(h_.nevacuate);
+        evacuate_if_due(static_cast<std::size_t>(hash) & mask(h_.oldB));
+        if (growing()) evacuate_if_due(h_.nevacuate);
+    }
+    SPANMAP_MAP_INLINE void evacuate_if_due(std::size_t o) {
+        if (!evacuated(h_.oldbuckets + o) || o == h_.nevacuate) evacuate(o);
     }
 
     // A moving write position in a destination chain.
@@ -1128,7 +1165,7 @@ private:
     // else on demand.
     class evac_hashes {
     public:
-        evac_hashes(map& m, bucket* chain, std::size_t live) : m_(m) {
+        evac_hashes(map& m, bucket* chain, std::size_t live) : m_(m), seed_(m.h_.seed) {
             if constexpr (!hash_nothrow) {
                 if (live == 0) return;  // nothing to hash (or hashes not needed)
                 if (live > std::size(inline_)) {
@@ -1158,7 +1195,7 @@ private:
 
         std::uint64_t next(const Key& key) noexcept {
             if constexpr (hash_nothrow) {
-                return m_.hash_of(key);
+                return m_.hash_with(key, seed_);
             } else {
                 (void)key;
                 return data()[used_++];
@@ -1175,17 +1212,79 @@ private:
             }
         }
         map& m_;
+        const std::uint64_t seed_;
         std::uint64_t inline_[hash_nothrow ? 1 : 64];
         std::uint64_t* heap_ = nullptr;
         std::size_t cap_ = 0;
         std::size_t used_ = 0;
     };
 
+    // evacuate's moves when every destination starts empty and there are at
+    // most two (a doubling: X, or Y when the hash has bit oldB, ybit, set;
+    // a same-size regrow: X only). A destination's next free slot is then a
+    // counter, and the old bucket's markers are written at once when its
+    // entries have moved: evacuated_x or _y where an entry was, else
+    // evacuated_empty. The destinations' overflow buckets are in stock
+    // (reserve_overflow), so nothing here allocates.
+    template <bool Up>
+    void move_chain_to_fresh(bucket* ob, evac_dst (&xy)[2], std::size_t ybit, evac_hashes& hashes) {
+        for (bucket* b = ob; b; b = overflow(b)) {
+            std::uint8_t* th = tophash(b);
+            std::uint8_t marks[detail::bucket_cnt];
+            std::memset(marks, detail::evacuated_empty, sizeof marks);
+            for (auto m = detail::tophash_word::load(th).live(); m; m &= m - 1) {
+                const unsigned i = detail::tophash_word::first(m);
+                unsigned use_y = 0;
+                if constexpr (Up) use_y = (hashes.next(key_at(b, i)) & ybit) != 0;
+                marks[i] = static_cast<std::uint8_t>(detail::evacuated_x + use_y);
+                evac_dst& d = xy[use_y];
+                if (d.i == detail::bucket_cnt) [[unlikely]] {
+                    d.b = new_overflow(d.b);
+                    d.i = 0;
+                }
+                relocate_entry(slot_at(b, i), slot_at(d.b, d.i));
+                tophash(d.b)[d.i++] = th[i];
+            }
+            std::memcpy(th, marks, sizeof marks);
+        }
+    }
+    // The other moves: a shrink (several old buckets pour into one new
+    // bucket, which may hold entries already) or a growth by more than
+    // doubling (ways destinations; spread: the hash bits between oldB and B).
+    // Each entry goes to the first free slot of its destination's chain.
+    void move_chain(bucket* ob, std::size_t o, std::size_t base, std::size_t spread, std::size_t ways,
+                    evac_hashes& hashes) {
+        evac_dst xy[2];  // one running position per destination when there are at most two
+        for (bucket* b = ob; b; b = overflow(b)) {
+            std::uint8_t* th = tophash(b);
+            for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
+                const std::uint8_t top = th[i];
+                if (!detail::is_live(top)) {
+                    th[i] = detail::evacuated_empty;
+                    continue;
+                }
+                // A key whose hash is not stable (NaN) keeps to o's
+                // destinations anyway: the high bits come from the hash,
+                // the low bits are o's.
+                const std::size_t j = spread ? base | (static_cast<std::size_t>(hashes.next(key_at(b, i))) & spread)
+                                             : base;
+                const unsigned use_y = j != o;
+                th[i] = static_cast<std::uint8_t>(detail::evacuated_x + use_y);
+                evac_dst single;
+                evac_dst& d = ways <= 2 ? xy[use_y] : single;
+                if (!d.b) d.b = h_.buckets + j;
+                const auto [db, di] = take_slot(d);
+                relocate_entry(slot_at(b, i), slot_at(db, di));
+                tophash(db)[di] = top;
+            }
+        }
+    }
+
     // Moves old bucket o's chain into the new array (Go's evacuate). Growing:
     // entry goes to o + (the hash bits between oldB and B) << oldB; same size:
     // to o; shrinking: to o mod 2^B. Everything that can throw happens before
     // the first entry moves.
-    void evacuate(std::size_t o) {
+    SPANMAP_MAP_NOINLINE void evacuate(std::size_t o) {
         bucket* const ob = h_.oldbuckets + o;
         if (!evacuated(ob)) {
             entries_moved();
@@ -1209,31 +1308,17 @@ private:
             if (h_.lazy) {
                 for (std::size_t k = 0; k < ways; ++k) init_bucket(h_.buckets + (o + (k << h_.oldB)));
             }
-            const std::size_t spread = up ? mask(h_.B) & ~mask(h_.oldB) : 0;
             const std::size_t base = up ? o : (o & mask(h_.B));
-            evac_dst xy[2];  // X and Y: one running position per destination when there are at most two
-            for (bucket* b = ob; b; b = overflow(b)) {
-                std::uint8_t* th = tophash(b);
-                for (unsigned i = 0; i < detail::bucket_cnt; ++i) {
-                    const std::uint8_t top = th[i];
-                    if (!detail::is_live(top)) {
-                        th[i] = detail::evacuated_empty;
-                        continue;
-                    }
-                    // A key whose hash is not stable (NaN) keeps to o's
-                    // destinations anyway: the high bits come from the hash,
-                    // the low bits are o's.
-                    const std::size_t j = up ? base | (static_cast<std::size_t>(hashes.next(key_at(b, i))) & spread)
-                                             : base;
-                    const unsigned use_y = j != o;
-                    th[i] = static_cast<std::uint8_t>(detail::evacuated_x + use_y);
-                    evac_dst single;
-                    evac_dst& d = ways <= 2 ? xy[use_y] : single;
-                    if (!d.b) d.b = h_.buckets + j;
-                    const auto [db, di] = take_slot(d);
-                    relocate_entry(slot_at(b, i), slot_at(db, di));
-                    tophash(db)[di] = top;
+            if (fresh && ways <= 2) {
+                const std::size_t ybit = up ? std::size_t{1} << h_.oldB : 0;
+                evac_dst xy[2] = {{h_.buckets + base, 0}, {up ? h_.buckets + (base | ybit) : nullptr, 0}};
+                if (up) {
+                    move_chain_to_fresh<true>(ob, xy, ybit, hashes);
+                } else {
+                    move_chain_to_fresh<false>(ob, xy, 0, hashes);
                 }
+            } else {
+                move_chain(ob, o, base, up ? mask(h_.B) & ~mask(h_.oldB) : 0, ways, hashes);
             }
             // The old chain is empty now; its overflow buckets can go (those in
             // the old array's preallocated tail go with the array).
@@ -1288,8 +1373,25 @@ private:
     // Finds key, or an empty slot for it (starting a growth when the insert
     // would overload the map). The slot is not published: the caller
     // constructs the entry and then writes tophash and count.
+    //
+    // Most inserts find the map not growing and not due to grow: one probe,
+    // two compares against the limits kept beside B, and at worst an
+    // overflow bucket to link. That much is inlined; the first bucket,
+    // evacuation work and the start of a growth go through
+    // prepare_insert_slow, which probes again when it had to change the map.
     template <class K>
-    std::pair<position, bool> prepare_insert(const K& key, std::uint64_t hash) {
+    SPANMAP_MAP_INLINE std::pair<position, bool> prepare_insert(const K& key, std::uint64_t hash) {
+        if (growing() || !h_.buckets) [[unlikely]] return prepare_insert_slow(key, hash);
+        const std::size_t idx = static_cast<std::size_t>(hash) & h_.bucket_mask;
+        const probe_result r = probe<true>(h_.buckets + idx, detail::tophash_of(hash), key);
+        if (r.b) return {position{r.b, idx, r.i, false}, true};
+        if (h_.count >= h_.load_limit || h_.noverflow >= h_.overflow_limit) [[unlikely]]
+            return prepare_insert_slow(key, hash);
+        if (!r.empty) [[unlikely]] return {position{new_overflow(r.last), idx, 0, false}, false};
+        return {position{r.empty, idx, r.empty_i, false}, false};
+    }
+    template <class K>
+    SPANMAP_MAP_NOINLINE std::pair<position, bool> prepare_insert_slow(const K& key, std::uint64_t hash) {
         if (!h_.buckets) {
             // First insert: one bucket (Go's makemap_small allocates lazily too).
             h_.buckets = allocate_array(1, 1);
@@ -1305,8 +1407,8 @@ private:
             bucket* ins = r.empty;  // the chain's first empty slot
             unsigned ins_i = r.empty_i;
             if (!growing()) {
-                const bool bigger = detail::over_load_factor(h_.count + 1, h_.B);
-                if (bigger || detail::too_many_overflow_buckets(h_.noverflow, h_.B)) {
+                const bool bigger = h_.count >= h_.load_limit;  // count + 1 > load_limit: over the load factor
+                if (bigger || h_.noverflow >= h_.overflow_limit) {
                     hash_grow(bigger ? static_cast<std::uint8_t>(h_.B + 1) : h_.B, true);
                     continue;  // the key's place has changed: look again
                 }
@@ -1614,8 +1716,7 @@ private:
             h_.buckets = array;
             h_.nalloc = nb;
             h_.next_overflow = std::size_t{1} << target;
-            h_.B = target;
-            h_.bucket_mask = mask(target);
+            set_B(target);
             return;
         }
         if (!growing()) hash_grow(target, target == h_.B + 1);
@@ -1752,6 +1853,8 @@ bool map<Key, T, Hash, KeyEqual, Allocator>::check_invariants(char* why, std::si
         return fail("lazy without a growth", 0);
     }
     if (h_.bucket_mask != mask(h_.B)) return fail("bucket_mask is not 2^B - 1", h_.bucket_mask);
+    if (h_.load_limit != detail::load_limit(h_.B) || h_.overflow_limit != detail::overflow_limit(h_.B))
+        return fail("growth limits do not match B", h_.B);
     if (live != h_.count) return fail("count differs from live slots", live);
     if (overflows != h_.overflow_in_use) return fail("overflow_in_use differs from linked overflow buckets", overflows);
     return true;

@@ -64,6 +64,12 @@
 #else
 #define SPANMAP_MAP_INLINE inline
 #endif
+// And the rare paths kept out of it, so that what is inlined stays small.
+#if defined(__GNUC__) || defined(__clang__)
+#define SPANMAP_MAP_NOINLINE [[gnu::noinline]]
+#else
+#define SPANMAP_MAP_NOINLINE
+#endif
 
 namespace spanmap::detail {
 
@@ -137,6 +143,31 @@ constexpr bool too_many_overflow_buckets(std::uint32_t noverflow, std::uint8_t B
     return noverflow >= (std::uint32_t{1} << std::min<std::uint8_t>(B, 15));
 }
 
+// The same two triggers as thresholds that depend on B alone, so an insert
+// compares against numbers kept beside B instead of recomputing them:
+//   over_load_factor(count, B)           == count > load_limit(B)
+//   too_many_overflow_buckets(nov, B)    == nov >= overflow_limit(B)
+constexpr std::size_t load_limit(std::uint8_t B) noexcept {
+    return std::max<std::size_t>(bucket_cnt, load_factor_num * ((std::size_t{1} << B) / load_factor_den));
+}
+constexpr std::uint32_t overflow_limit(std::uint8_t B) noexcept {
+    return std::uint32_t{1} << std::min<std::uint8_t>(B, 15);
+}
+consteval bool limits_agree() {
+    for (std::uint8_t B = 0; B < 40; ++B) {
+        const std::size_t l = load_limit(B);
+        for (std::size_t c : {l - 1, l, l + 1, l + 2}) {
+            if (over_load_factor(c, B) != (c > l)) return false;
+        }
+        const std::uint32_t o = overflow_limit(B);
+        for (std::uint32_t n : {o - 1, o, o + 1}) {
+            if (too_many_overflow_buckets(n, B) != (n >= o)) return false;
+        }
+    }
+    return true;
+}
+static_assert(limits_agree(), "the growth thresholds kept in the map header must trigger exactly where Go's checks do");
+
 // The smallest B that holds n entries without growing (Go's makemap).
 constexpr std::uint8_t b_for_count(std::size_t n) noexcept {
     std::uint8_t B = 0;
@@ -184,6 +215,12 @@ struct tophash_word {
     bool has_empty_rest() const noexcept {
         return (_mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_setzero_si128())) & 0xff) != 0;
     }
+    // Live slots: the bytes that max(b, min_top_hash) leaves unchanged (the
+    // zero upper half is not: max(0, min_top_hash) != 0).
+    std::uint32_t live() const noexcept {
+        return static_cast<std::uint32_t>(
+            _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_max_epu8(v, _mm_set1_epi8(static_cast<char>(min_top_hash))), v)));
+    }
     static unsigned first(std::uint32_t mask) noexcept { return static_cast<unsigned>(std::countr_zero(mask)); }
 #else
     std::uint64_t w;
@@ -197,6 +234,11 @@ struct tophash_word {
     constexpr std::uint64_t matching(std::uint8_t top) const noexcept { return zero_bytes(w ^ (lsb * top)); }
     constexpr std::uint64_t empty() const noexcept { return zero_bytes(w & ~lsb); }  // empty_rest or empty_one
     constexpr bool has_empty_rest() const noexcept { return zero_bytes(w) != 0; }
+    // Live slots: a byte's high bit, or its low 7 bits plus 128 - min_top_hash
+    // carrying into bit 7 (at most 0x7f + 0x7b: never into the next byte).
+    constexpr std::uint64_t live() const noexcept {
+        return (((w & ~msb) + lsb * (0x80 - min_top_hash)) | w) & msb;
+    }
 
     static constexpr unsigned first(std::uint64_t mask) noexcept { return static_cast<unsigned>(std::countr_zero(mask)) / 8; }
 #endif
@@ -204,28 +246,32 @@ struct tophash_word {
 #if !SPANMAP_MAP_SSE2
 static_assert(tophash_word{0x0100ff7f80000001ULL}.empty() == 0x8080000000808080ULL,
               "empty() selects the bytes equal to empty_rest (0) or empty_one (1)");
+static_assert(tophash_word{0x0504030201ff7f80ULL}.live() == 0x8000000000808080ULL,
+              "live() selects the bytes at or above min_top_hash");
 #endif
 static_assert(min_top_hash > 0, "the SSE2 test compares 8 more bytes, all zero, which must never match a live slot");
 static_assert(tophash_word::zero_bytes(0x0100ff7f80000001ULL) == 0x0080000000808000ULL);
 
-// Erase's clean-up of a chain's tail: slot i is empty_one and ends the live
-// part of its chain, so it and the empty_one slots just before it become
-// empty_rest. Returns whether the run reached slot 0 (it may go on in the
-// previous bucket). One word of SWAR arithmetic, whatever the run's length.
-inline bool clear_empty_one_run(unsigned char* tophash, unsigned i) noexcept {
+// Erase's clean-up of a chain's tail: slot i has just become empty_one and
+// every slot after it in the chain is empty_rest (zero), so the run of
+// empty_one slots ending at i, and i itself, become empty_rest. Since the
+// bytes after i are zero already, that is: keep the bytes up to the last one
+// above empty_one and clear the rest. Returns whether the run reached slot 0
+// (it may go on in the previous bucket). One word of SWAR arithmetic,
+// whatever the run's length.
+inline bool clear_empty_one_run(unsigned char* tophash, [[maybe_unused]] unsigned i) noexcept {
     constexpr std::uint64_t lsb = tophash_word::lsb;
     constexpr std::uint64_t msb = tophash_word::msb;
     std::uint64_t w;
     std::memcpy(&w, tophash, sizeof w);
     if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
-    const std::uint64_t below_i = (std::uint64_t{1} << (8 * i)) - 1;       // bytes 0 .. i-1
-    const std::uint64_t others = ~tophash_word::zero_bytes(w ^ lsb) & msb & below_i;  // not empty_one
-    const unsigned start = others ? static_cast<unsigned>(63 - std::countl_zero(others)) / 8 + 1 : 0;
-    const std::uint64_t run = (~std::uint64_t{0} >> (56 - 8 * i)) & ~((std::uint64_t{1} << (8 * start)) - 1);
-    w &= ~run;  // empty_rest is 0
+    // High bit of each byte above empty_one (empty_rest and empty_one differ in bit 0 only).
+    const std::uint64_t kept = ~tophash_word::zero_bytes(w & ~lsb) & msb;
+    // kept's highest bit is bit 7 of the last byte to keep: shift the ones out above it.
+    w = kept ? w & (~std::uint64_t{0} >> std::countl_zero(kept)) : 0;
     if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
     std::memcpy(tophash, &w, sizeof w);
-    return start == 0;
+    return kept == 0;
 }
 
 // Stored behind a pointer: too big to copy around in buckets (Go's rule), or
