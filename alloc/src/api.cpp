@@ -134,6 +134,7 @@ void free_checked(void* ptr, mspan* s) noexcept {
     poison(ptr, s->end() - s->base);
     mcache* mc = tls_cache;
     if (__builtin_expect(cache_usable(mc), 1) && large_slots_put(mc->large, s)) {
+        // Also a fork child's clock: it ticks on the paths that free.
         maybe_start_scavenger(large_slots_pages(mc->large));
         return;
     }

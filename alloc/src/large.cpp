@@ -90,6 +90,7 @@ void left_slot(mspan* s) noexcept {
 
 // The owner empties slot i into the central cache (the heap when it is full).
 void evict(thread_large_slots& t, unsigned i) noexcept {
+    t.held -= t.pages[i].load(std::memory_order_relaxed);
     t.pages[i].store(0, std::memory_order_relaxed);
     mspan* s = t.span[i].exchange(nullptr, std::memory_order_acquire);
     if (s == nullptr) return;
@@ -129,6 +130,30 @@ void slots_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
     }
 }
 
+// The slow side of a put: the slots a trimmer emptied are forgotten, then
+// the slots are pushed out in turn, the oldest first (a slot is refilled
+// where it was emptied, so the turn follows the parking order closely
+// enough), until n pages fit; returns the free slot to use.
+unsigned large_slots_make_room(thread_large_slots& t, std::uint32_t n) noexcept {
+    unsigned slot = thread_large_slots::nslots;
+    for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
+        const std::uint32_t np = t.pages[i].load(std::memory_order_relaxed);
+        if (np != 0 && t.span[i].load(std::memory_order_relaxed) == nullptr) {
+            t.held -= np;
+            t.pages[i].store(0, std::memory_order_relaxed);
+        }
+        if (t.pages[i].load(std::memory_order_relaxed) == 0 && slot == thread_large_slots::nslots) slot = i;
+    }
+    while (slot == thread_large_slots::nslots || t.held + n > thread_large_slots::max_pages) {
+        const unsigned v = t.victim;
+        t.victim = (v + 1) % thread_large_slots::nslots;
+        if (t.pages[v].load(std::memory_order_relaxed) == 0) continue;
+        evict(t, v);
+        if (slot == thread_large_slots::nslots) slot = v;
+    }
+    return slot;
+}
+
 }  // namespace
 
 constinit large_slot_totals slot_totals;
@@ -136,34 +161,21 @@ constinit large_slot_totals slot_totals;
 bool large_slots_put(thread_large_slots& t, mspan* s) noexcept {
     const std::uint32_t n = s->npages;
     if (n > thread_large_slots::max_pages) return false;
-    std::uint32_t held = 0;
     unsigned slot = thread_large_slots::nslots;
-    for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
-        std::uint32_t np = t.pages[i].load(std::memory_order_relaxed);
-        // A slot a trimmer emptied is empty for the owner too from now on.
-        if (np != 0 && t.span[i].load(std::memory_order_relaxed) == nullptr) {
-            np = 0;
-            t.pages[i].store(0, std::memory_order_relaxed);
-        }
-        held += np;
-        if (np == 0 && slot == thread_large_slots::nslots) slot = i;
+    // The common case: room, and a slot the owner emptied.
+    if (t.held + n <= thread_large_slots::max_pages) {
+        for (unsigned i = 0; i < thread_large_slots::nslots; ++i)
+            if (t.pages[i].load(std::memory_order_relaxed) == 0) {
+                slot = i;
+                break;
+            }
     }
-    // Room for s: the slots pushed out in turn, the oldest first (a slot is
-    // refilled where it was emptied, so the turn follows the parking order
-    // closely enough).
-    while (slot == thread_large_slots::nslots || held + n > thread_large_slots::max_pages) {
-        const unsigned v = t.victim;
-        t.victim = (v + 1) % thread_large_slots::nslots;
-        const std::uint32_t np = t.pages[v].load(std::memory_order_relaxed);
-        if (np == 0) continue;
-        held -= np;
-        evict(t, v);
-        if (slot == thread_large_slots::nslots) slot = v;
-    }
+    if (slot == thread_large_slots::nslots) slot = large_slots_make_room(t, n);
     s->parked.store(true, std::memory_order_relaxed);
     s->needzero = true;
     t.tick[slot].store(g.heap.tick(), std::memory_order_relaxed);
     t.pages[slot].store(n, std::memory_order_relaxed);
+    t.held += n;
     // Release: a trimmer that exchanges the span out sees it parked.
     t.span[slot].store(s, std::memory_order_release);
     bump(t.nput);

@@ -127,6 +127,7 @@ struct thread_large_slots {
     // read by statistics for the slots whose span word is set; and the slot
     // to push out next when they are full.
     std::atomic<std::uint32_t> pages[nslots];
+    std::uint32_t held;  // the sum of pages[]
     std::uint32_t victim;
     // Cumulative: spans parked here (frees) and taken back by the owner
     // (mallocs), and their bytes.
@@ -155,6 +156,7 @@ inline mspan* large_slots_take(thread_large_slots& t, std::size_t npages) noexce
     for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
         if (t.pages[i].load(std::memory_order_relaxed) != npages) continue;
         t.pages[i].store(0, std::memory_order_relaxed);
+        t.held -= static_cast<std::uint32_t>(npages);
         mspan* s = t.span[i].exchange(nullptr, std::memory_order_acquire);
         if (s == nullptr) continue;  // a trimmer took it
         s->parked.store(false, std::memory_order_relaxed);
@@ -169,11 +171,7 @@ inline mspan* large_slots_take(thread_large_slots& t, std::size_t npages) noexce
 // is too big for the slots.
 bool large_slots_put(thread_large_slots& t, mspan* s) noexcept;
 // Pages the owner last parked in its slots (a trimmer may have taken some).
-inline std::size_t large_slots_pages(const thread_large_slots& t) noexcept {
-    std::size_t n = 0;
-    for (unsigned i = 0; i < thread_large_slots::nslots; ++i) n += t.pages[i].load(std::memory_order_relaxed);
-    return n;
-}
+inline std::size_t large_slots_pages(const thread_large_slots& t) noexcept { return t.held; }
 // The owner's slots, all of them, to the central cache.
 void large_slots_flush(thread_large_slots& t) noexcept;
 // Flushes the slots of a cache being handed back and folds its counters
