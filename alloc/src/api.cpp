@@ -35,22 +35,33 @@ constexpr std::size_t zero_by_madvise_bytes = 32 << 20;
 SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero) noexcept {
     if (n > max_request || align > max_request) return nullptr;
     ensure_init();
-    const std::size_t align_pages = align > page_size ? align >> page_shift : 1;
-    mspan* s = large_alloc_span(pages_for(n), align_pages);
-    if (s == nullptr) return nullptr;
+    const std::size_t npages = pages_for(n);
+    // The thread's large slots first (large.h); a thread that has only ever
+    // allocated large blocks gets its cache here.
+    mcache* mc = tls_cache;
+    if (__builtin_expect(mc == nullptr, 0)) {
+        const int saved_errno = errno;
+        mc = attach();
+        errno = saved_errno;
+    }
+    thread_large_slots* slots = cache_usable(mc) ? &mc->large : nullptr;
+    mspan* s = nullptr;
+    if (__builtin_expect(align <= page_size && slots != nullptr, 1)) s = large_slots_take(*slots, npages);
+    if (s == nullptr) {
+        s = large_alloc_span(npages, align > page_size ? align >> page_shift : 1, slots);
+        if (s == nullptr) return nullptr;
+        maybe_start_scavenger();
+    }
     void* p = reinterpret_cast<void*>(s->base);
     unpoison(p, s->end() - s->base);
     if (zero && s->needzero) {
         const std::size_t bytes = std::size_t{s->npages} << page_shift;
         if (bytes < zero_by_madvise_bytes || !os_discard(p, bytes)) std::memset(p, 0, n);
     }
-    // The heap profiler's countdown, on this slow path with no lock held; a
-    // thread with no cache yet gets one here when profiling is on.
-    mcache* mc = tls_cache;
+    // The heap profiler's countdown, on this slow path with no lock held.
     if (__builtin_expect(
             mc == nullptr || (cache_usable(mc) && mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off), 0))
         sample_large(p, s);
-    maybe_start_scavenger();
     return p;
 }
 
@@ -120,8 +131,14 @@ void free_checked(void* ptr, mspan* s) noexcept {
         free_small_slow(s->size_class, ptr);
         return;
     }
-    const int saved = errno;
     poison(ptr, s->end() - s->base);
+    mcache* mc = tls_cache;
+    if (__builtin_expect(cache_usable(mc), 1) && large_slots_put(mc->large, s)) {
+        // Also a fork child's clock: it ticks on the paths that free.
+        maybe_start_scavenger(large_slots_pages(mc->large));
+        return;
+    }
+    const int saved = errno;
     large_free_span(s, ptr);
     errno = saved;
 }
@@ -252,7 +269,10 @@ size_t spanmap_good_size(size_t size) noexcept {
     return size > max_request ? size : pages_for(size) << page_shift;
 }
 
-void spanmap_thread_cache_flush(void) noexcept { flush_thread_cache(); }
+void spanmap_thread_cache_flush(void) noexcept {
+    flush_thread_cache();
+    if (mcache* mc = tls_cache; cache_usable(mc)) large_slots_flush(mc->large);
+}
 
 size_t spanmap_release_free_memory(void) noexcept { return release_free_memory(); }
 

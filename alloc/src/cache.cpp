@@ -82,6 +82,7 @@ mcache* attach() noexcept {
 }
 
 void retire(mcache* mc) noexcept {
+    large_slots_retire(mc->large);
     for (unsigned c = 1; c < num_classes; ++c) {
         flush_bin(mc, c, 0);
         cache_bin& b = mc->bins[c];

@@ -184,6 +184,8 @@ struct mcache {
     mcache* next;  // on the live or the parked list
     mcache* prev;
     void* storage[total_bin_slots()];
+    // Recently freed large spans, the thread's own (large.h).
+    thread_large_slots large;
 };
 
 // The TLS pointer's three states: nullptr (no cache yet), exited_cache (the

@@ -158,6 +158,36 @@ bool check_large(report& r) {
     return true;
 }
 
+// The threads' large slots: each holds a parked large span within the bound,
+// in the page map, of the page count its owner noted. The owners write their
+// slots without a lock: exact at a quiet point only.
+bool check_large_slots(report& r) {
+    std::size_t spans = 0;
+    std::size_t pages = 0;
+    for (const mcache* mc = g.live; mc != nullptr; mc = mc->next) {
+        std::size_t held = 0;
+        for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
+            const mspan* s = mc->large.span[i].load(std::memory_order_relaxed);
+            if (s == nullptr) continue;
+            if (!s->parked.load(std::memory_order_relaxed) || s->state != span_state::large || s->size_class != 0)
+                return r.fail("large slots: span %p is not a parked large span", (void*)s->base);
+            if (span_of(s->base) != s) return r.fail("large slots: span %p is not in the page map", (void*)s->base);
+            const std::uint32_t np = mc->large.pages[i].load(std::memory_order_relaxed);
+            if (np != s->npages)
+                return r.fail("large slots: span %p of %u pages where the owner parked %u", (void*)s->base, s->npages, np);
+            held += s->npages;
+            ++spans;
+        }
+        if (held > thread_large_slots::max_pages) return r.fail("large slots: a thread holds %zu pages", held);
+        pages += held;
+    }
+    const slot_census c = large_slots_census_locked();
+    if (c.spans != spans || c.pages != pages)
+        return r.fail("large slots: %zu spans of %zu pages, the census says %llu of %llu", spans, pages,
+                      (unsigned long long)c.spans, (unsigned long long)c.pages);
+    return true;
+}
+
 bool check_caches(report& r) {
     std::size_t total = 0;
     for (const mcache* mc = g.live; mc != nullptr; mc = mc->next)
@@ -246,13 +276,15 @@ heap_info read_heap_info() noexcept {
     info.pages_in_use = g.heap.pages_in_use();
     info.pages_free = g.heap.pages_reserved() - info.pages_in_use;
     info.small_spans = g.heap.small_spans();
-    // The heap counts the large cache's parked spans as its own.
+    // The heap counts the parked spans (the large cache's, the threads'
+    // slots') as its own.
     const std::size_t large = g.heap.large_spans();
-    const std::size_t parked = g.large.spans();
+    lock_guard lk(g.caches_lock);
+    const slot_census slots = large_slots_census_locked();
+    const std::size_t parked = g.large.spans() + slots.spans;
     info.large_objects = large > parked ? large - parked : 0;
     info.large_cached_objects = parked;
-    info.large_cached_bytes = g.large.pages() * page_size;
-    lock_guard lk(g.caches_lock);
+    info.large_cached_bytes = (g.large.pages() + slots.pages) * page_size;
     info.live_caches = g.nlive;
     info.pooled_caches = g.nparked;
     for (const mcache* mc = g.live; mc != nullptr; mc = mc->next) {
@@ -275,7 +307,8 @@ bool check_invariants(char* why, std::size_t why_len) noexcept {
     lock_all();
     std::size_t pages = 0;
     std::size_t spans = 0;
-    const bool ok = check_arenas(r, g.heap, pages) && check_centrals(r, spans) && check_caches(r) && check_large(r);
+    const bool ok = check_arenas(r, g.heap, pages) && check_centrals(r, spans) && check_caches(r) && check_large(r) &&
+                    check_large_slots(r);
     unlock_all();
     if (ok && why != nullptr && why_len > 0) why[0] = '\0';
     return ok;

@@ -41,6 +41,14 @@ void read_caches_locked(counters& k) {
             k.nfree[c] += load(mc->bins[c].nfree);
         }
     }
+    // The threads' large slots, counted as the large cache is (below): a
+    // span that left a slot other than by its owner's malloc was counted
+    // freed again where it went.
+    const slot_census slots = large_slots_census_locked();
+    k.nmalloc[0] += slots.ntake;
+    k.nfree[0] += slots.nput - load(slot_totals.nreturned);
+    k.large_bytes_alloc += slots.bytes_taken;
+    k.large_bytes_freed += slots.bytes_put - load(slot_totals.bytes_returned);
     k.live_caches = g.nlive;
     k.parked_caches = g.nparked;
     k.caches_mapped = g.caches_mapped;
@@ -165,17 +173,19 @@ void shape_from_counters(const counters& k, heap_shape& h) noexcept {
         lock_guard lk(g.heap.lock());
         h.span_records = g.heap.spans().in_use();
     }
+    slot_census slots{};
     {
         lock_guard lk(g.caches_lock);
         cached_objects_locked(h);
+        slots = large_slots_census_locked();
     }
     for (unsigned c = 1; c < num_classes; ++c) {
         h.spans[c] = g.heap.class_spans(c);
         h.live[c] = sub_sat(k.nmalloc[c], k.nfree[c]);
         h.free[c] = sub_sat(h.spans[c] * objects_per_span(c), h.live[c] + h.cached[c]);
     }
-    h.parked_spans = g.large.spans();
-    h.parked_bytes = std::uint64_t{g.large.pages()} * detail::page_size;
+    h.parked_spans = g.large.spans() + slots.spans;
+    h.parked_bytes = (std::uint64_t{g.large.pages()} + slots.pages) * detail::page_size;
     h.spans[0] = sub_sat(g.heap.large_spans(), h.parked_spans);
     h.live[0] = sub_sat(k.nmalloc[0], k.nfree[0]);
     h.large_bytes = sub_sat(k.large_bytes_alloc, k.large_bytes_freed);

@@ -67,7 +67,10 @@ std::size_t large_cache::take_old(std::uint32_t now, std::uint32_t min_age, mspa
     return n;
 }
 
-void large_cache_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
+namespace {
+
+// Central spans back to the heap: those older than min_age ticks (0: all).
+void central_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
     // A few spans per round, each given back under the heap's lock alone.
     mspan* spans[32];
     for (;;) {
@@ -77,13 +80,167 @@ void large_cache_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
     }
 }
 
-mspan* large_alloc_span(std::size_t npages, std::size_t align_pages) noexcept {
+// A span that left a thread's slot other than by its owner's malloc: the
+// tier it goes to counts it freed again, so the slots count it returned.
+void left_slot(mspan* s) noexcept {
+    s->parked.store(false, std::memory_order_relaxed);
+    slot_totals.nreturned.fetch_add(1, std::memory_order_relaxed);
+    slot_totals.bytes_returned.fetch_add(std::uint64_t{s->npages} * page_size, std::memory_order_relaxed);
+}
+
+// The owner empties slot i into the central cache (the heap when it is full).
+void evict(thread_large_slots& t, unsigned i) noexcept {
+    t.held -= t.pages[i].load(std::memory_order_relaxed);
+    t.pages[i].store(0, std::memory_order_relaxed);
+    mspan* s = t.span[i].exchange(nullptr, std::memory_order_acquire);
+    if (s == nullptr) return;
+    left_slot(s);
+    if (!g.large.put(s, reinterpret_cast<void*>(s->base))) g.heap.free_span(s);
+}
+
+// Every thread's slots: spans parked before `now - min_age` (all, min_age 0)
+// to the heap. The span words are exchanged under caches_lock, which keeps
+// the caches from being handed back meanwhile; the heap's lock comes after it
+// in the lock order, so the spans are freed once it is dropped.
+void slots_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
+    mspan* spans[32];
+    constexpr std::size_t room = sizeof spans / sizeof spans[0];
+    for (bool more = true; more;) {
+        std::size_t n = 0;
+        more = false;
+        {
+            lock_guard lk(g.caches_lock);
+            for (mcache* mc = g.live; mc != nullptr && !more; mc = mc->next) {
+                thread_large_slots& t = mc->large;
+                for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
+                    if (t.span[i].load(std::memory_order_relaxed) == nullptr) continue;
+                    if (min_age != 0 && now - t.tick[i].load(std::memory_order_relaxed) < min_age) continue;
+                    if (n == room) {
+                        more = true;
+                        break;
+                    }
+                    if (mspan* s = t.span[i].exchange(nullptr, std::memory_order_acquire)) spans[n++] = s;
+                }
+            }
+        }
+        for (std::size_t i = 0; i < n; ++i) {
+            left_slot(spans[i]);
+            g.heap.free_span(spans[i]);
+        }
+    }
+}
+
+// The slow side of a put: the slots a trimmer emptied are forgotten, then
+// the slots are pushed out in turn, the oldest first (a slot is refilled
+// where it was emptied, so the turn follows the parking order closely
+// enough), until n pages fit; returns the free slot to use.
+unsigned large_slots_make_room(thread_large_slots& t, std::uint32_t n) noexcept {
+    unsigned slot = thread_large_slots::nslots;
+    for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
+        const std::uint32_t np = t.pages[i].load(std::memory_order_relaxed);
+        if (np != 0 && t.span[i].load(std::memory_order_relaxed) == nullptr) {
+            t.held -= np;
+            t.pages[i].store(0, std::memory_order_relaxed);
+        }
+        if (t.pages[i].load(std::memory_order_relaxed) == 0 && slot == thread_large_slots::nslots) slot = i;
+    }
+    while (slot == thread_large_slots::nslots || t.held + n > thread_large_slots::max_pages) {
+        const unsigned v = t.victim;
+        t.victim = (v + 1) % thread_large_slots::nslots;
+        if (t.pages[v].load(std::memory_order_relaxed) == 0) continue;
+        evict(t, v);
+        if (slot == thread_large_slots::nslots) slot = v;
+    }
+    return slot;
+}
+
+}  // namespace
+
+constinit large_slot_totals slot_totals;
+
+bool large_slots_put(thread_large_slots& t, mspan* s) noexcept {
+    const std::uint32_t n = s->npages;
+    if (n > thread_large_slots::max_pages) return false;
+    unsigned slot = thread_large_slots::nslots;
+    // The common case: room, and a slot the owner emptied.
+    if (t.held + n <= thread_large_slots::max_pages) {
+        for (unsigned i = 0; i < thread_large_slots::nslots; ++i)
+            if (t.pages[i].load(std::memory_order_relaxed) == 0) {
+                slot = i;
+                break;
+            }
+    }
+    if (slot == thread_large_slots::nslots) slot = large_slots_make_room(t, n);
+    s->parked.store(true, std::memory_order_relaxed);
+    s->needzero = true;
+    t.tick[slot].store(g.heap.tick(), std::memory_order_relaxed);
+    t.pages[slot].store(n, std::memory_order_relaxed);
+    t.held += n;
+    // Release: a trimmer that exchanges the span out sees it parked.
+    t.span[slot].store(s, std::memory_order_release);
+    bump(t.nput);
+    bump(t.bytes_put, std::uint64_t{n} * page_size);
+    return true;
+}
+
+void large_slots_flush(thread_large_slots& t) noexcept {
+    for (unsigned i = 0; i < thread_large_slots::nslots; ++i) evict(t, i);
+}
+
+void large_slots_retire(thread_large_slots& t) noexcept {
+    large_slots_flush(t);
+    t.victim = 0;
+    // Threads may exit together: real read-modify-writes.
+    slot_totals.nput.fetch_add(t.nput.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    slot_totals.ntake.fetch_add(t.ntake.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    slot_totals.bytes_put.fetch_add(t.bytes_put.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    slot_totals.bytes_taken.fetch_add(t.bytes_taken.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    t.nput.store(0, std::memory_order_relaxed);
+    t.ntake.store(0, std::memory_order_relaxed);
+    t.bytes_put.store(0, std::memory_order_relaxed);
+    t.bytes_taken.store(0, std::memory_order_relaxed);
+}
+
+slot_census large_slots_census_locked() noexcept {
+    constexpr auto r = std::memory_order_relaxed;
+    slot_census c{0, 0, slot_totals.nput.load(r), slot_totals.ntake.load(r), slot_totals.bytes_put.load(r),
+                  slot_totals.bytes_taken.load(r)};
+    for (const mcache* mc = g.live; mc != nullptr; mc = mc->next) {
+        const thread_large_slots& t = mc->large;
+        c.nput += t.nput.load(r);
+        c.ntake += t.ntake.load(r);
+        c.bytes_put += t.bytes_put.load(r);
+        c.bytes_taken += t.bytes_taken.load(r);
+        // From the slots themselves rather than the counters: a fork child
+        // may inherit another thread's counters caught between two writes.
+        for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
+            if (t.span[i].load(r) == nullptr) continue;
+            ++c.spans;
+            c.pages += t.pages[i].load(r);
+        }
+    }
+    return c;
+}
+
+void large_cache_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
+    central_trim(now, min_age);
+    slots_trim(now, min_age);
+}
+
+mspan* large_alloc_span(std::size_t npages, std::size_t align_pages, thread_large_slots* t) noexcept {
+    // A miss in the thread's slots while they and the central cache hold as
+    // many pages: the slots go to the central cache, and on to the heap below
+    // if nothing there serves it.
+    if (t != nullptr) {
+        const std::size_t held = large_slots_pages(*t);
+        if (held != 0 && held + g.large.pages() >= npages) large_slots_flush(*t);
+    }
     if (align_pages <= 1) {
         if (mspan* s = g.large.take(npages)) return s;
     }
     // A miss: pages parked here that could serve it go back to the heap
     // first, so the heap reuses them rather than growing.
-    if (g.large.pages() >= npages) large_cache_trim(0, 0);
+    if (g.large.pages() >= npages) central_trim(0, 0);
     return g.heap.alloc_span(npages, align_pages, 0);
 }
 

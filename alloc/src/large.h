@@ -27,6 +27,28 @@
 // Lock order: the cache's lock is taken alone, never with another allocator
 // lock held, except by lock_all, which takes it after every transfer tier's
 // and before mheap's.
+//
+// In front of it, each thread cache keeps a few large slots of its own
+// (thread_large_slots, the last member of mcache): a freed large span parks
+// there first, and the thread's next request for that many pages takes it
+// back with no lock — one exchange on a word of its own cache. A pair of one
+// large size on one thread, the common case (a buffer allocated and freed in
+// a loop), so costs no more than glibc's, whose top chunk is as near at hand.
+// What a thread may hoard is bounded: four spans, 4 MiB in all (the largest
+// span the central cache keeps, and as much again as the small bins' bound);
+// a span that does not fit pushes the oldest out to the central cache. A miss
+// while the slots hold at least the pages asked for empties them into the
+// central cache first, whose own rule then lets the pages coalesce.
+//
+// The slots are written by their owner alone, except that a span leaves a slot
+// only by an exchange of its word, so the scavenger can take spans out of an
+// idle thread's slots: every tick it takes those parked longer than the decay
+// period and gives them to the heap, as it does with the central cache's
+// (large_cache_trim); release_free_memory takes them all, from every thread.
+// A thread's slots also go to the central cache when it exits, when the
+// program flushes its thread cache, and in a fork child for every thread that
+// did not come along. A parked span in a slot is parked like any other: its
+// `cached` flag is set, its pages poisoned, its bytes counted as freed.
 #pragma once
 
 #include "internal.h"
@@ -87,12 +109,95 @@ private:
     std::atomic<std::uint64_t> bytes_returned_{0};
 };
 
-// The large-object path over the cache: a span of npages (align_pages > 1: one
-// aligned to that many pages, which the cache does not keep), nullptr when the
-// OS refuses; and the free of a checked live large span s at ptr.
-mspan* large_alloc_span(std::size_t npages, std::size_t align_pages) noexcept;
+// A thread's own large slots (see above). Each slot's span word is stored by
+// the owner and emptied by whoever exchanges it to null first: the owner
+// taking the span back, or a trimmer (the scavenger, release_free_memory)
+// taking it away. The counters are written by the owner alone, with plain
+// stores; statistics add them up over the live caches (under caches_lock)
+// and the totals of caches handed back (large_slot_totals).
+struct thread_large_slots {
+    static constexpr unsigned nslots = 4;
+    // 4 MiB: the largest span the central cache keeps fits alone.
+    static constexpr std::uint32_t max_pages = large_cache::max_pages;
+
+    std::atomic<mspan*> span[nslots];
+    std::atomic<std::uint32_t> tick[nslots];  // the heap's tick when parked
+    // Written by the owner alone: span[i]'s page count when it parked it (0:
+    // empty as far as the owner knows; a trimmer may have emptied it since),
+    // read by statistics for the slots whose span word is set; and the slot
+    // to push out next when they are full.
+    std::atomic<std::uint32_t> pages[nslots];
+    std::uint32_t held;  // the sum of pages[]
+    std::uint32_t victim;
+    // Cumulative: spans parked here (frees) and taken back by the owner
+    // (mallocs), and their bytes.
+    std::atomic<std::uint64_t> nput;
+    std::atomic<std::uint64_t> ntake;
+    std::atomic<std::uint64_t> bytes_put;
+    std::atomic<std::uint64_t> bytes_taken;
+};
+
+// Every slot's counters, folded: those of caches handed back, and the spans
+// that left a slot other than by its owner's malloc (to the central cache or
+// the heap, which count them freed again).
+struct large_slot_totals {
+    std::atomic<std::uint64_t> nput{0};
+    std::atomic<std::uint64_t> ntake{0};
+    std::atomic<std::uint64_t> bytes_put{0};
+    std::atomic<std::uint64_t> bytes_taken{0};
+    std::atomic<std::uint64_t> nreturned{0};
+    std::atomic<std::uint64_t> bytes_returned{0};
+};
+extern constinit large_slot_totals slot_totals;
+
+// The owner's span of exactly npages from its slots, no longer parked;
+// nullptr on a miss.
+inline mspan* large_slots_take(thread_large_slots& t, std::size_t npages) noexcept {
+    for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
+        if (t.pages[i].load(std::memory_order_relaxed) != npages) continue;
+        t.pages[i].store(0, std::memory_order_relaxed);
+        t.held -= static_cast<std::uint32_t>(npages);
+        mspan* s = t.span[i].exchange(nullptr, std::memory_order_acquire);
+        if (s == nullptr) continue;  // a trimmer took it
+        s->parked.store(false, std::memory_order_relaxed);
+        bump(t.ntake);
+        bump(t.bytes_taken, std::uint64_t{npages} * page_size);
+        return s;
+    }
+    return nullptr;
+}
+// The owner parks its live large span s (checked, not parked) in a slot,
+// pushing older spans out to the central cache to make room; false when s
+// is too big for the slots.
+bool large_slots_put(thread_large_slots& t, mspan* s) noexcept;
+// Pages the owner last parked in its slots (a trimmer may have taken some).
+inline std::size_t large_slots_pages(const thread_large_slots& t) noexcept { return t.held; }
+// The owner's slots, all of them, to the central cache.
+void large_slots_flush(thread_large_slots& t) noexcept;
+// Flushes the slots of a cache being handed back and folds its counters
+// into slot_totals (retire).
+void large_slots_retire(thread_large_slots& t) noexcept;
+// Spans parked in every live cache's slots now, and their pages; and the
+// slots' counters, summed. The caller holds caches_lock.
+struct slot_census {
+    std::uint64_t spans;
+    std::uint64_t pages;
+    std::uint64_t nput;
+    std::uint64_t ntake;
+    std::uint64_t bytes_put;
+    std::uint64_t bytes_taken;
+};
+slot_census large_slots_census_locked() noexcept;
+
+// The large-object path over the caches, past the thread's slots: a span of
+// npages (align_pages > 1: one aligned to that many pages, which the cache
+// does not keep), nullptr when the OS refuses; and the free of a checked live
+// large span s at ptr.
+// t: the calling thread's slots, nullptr without a cache.
+mspan* large_alloc_span(std::size_t npages, std::size_t align_pages, thread_large_slots* t) noexcept;
 void large_free_span(mspan* s, void* ptr) noexcept;
-// Parked spans back to the heap: those older than min_age ticks (0: all).
+// Parked spans back to the heap, in the central cache and in every thread's
+// slots: those older than min_age ticks (0: all).
 void large_cache_trim(std::uint32_t now, std::uint32_t min_age) noexcept;
 
 }  // namespace spanmap::detail

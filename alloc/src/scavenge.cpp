@@ -109,7 +109,7 @@ void* scavenger_main(void*) {
 
 }  // namespace
 
-void maybe_start_scavenger() noexcept {
+void maybe_start_scavenger(std::size_t parked_pages) noexcept {
     const int state = scavenger_state.load(std::memory_order_relaxed);
     if (__builtin_expect(state == threaded, 1)) return;
     if (!conf.scavenger) return;
@@ -117,8 +117,9 @@ void maybe_start_scavenger() noexcept {
         scavenge_inline();
         return;
     }
-    // Pages parked in the large cache count: only the scavenger ages them out.
-    if (g.heap.pages_ever_freed() + g.large.pages() < start_after_pages) return;
+    // Pages parked in the large cache and the thread's slots count: only the
+    // scavenger ages them out.
+    if (g.heap.pages_ever_freed() + g.large.pages() + parked_pages < start_after_pages) return;
     int expected = not_started;
     if (!scavenger_state.compare_exchange_strong(expected, threaded, std::memory_order_relaxed)) return;
     // pthread_create allocates (the new thread's TLS); that re-enters us with

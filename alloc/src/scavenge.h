@@ -42,7 +42,9 @@
 namespace spanmap::detail {
 
 // Starts the background thread if it is due. Call with no allocator lock held.
-void maybe_start_scavenger() noexcept;
+// parked_pages: free pages the caller's thread keeps in its large slots,
+// which count towards the start like the heap's free pages.
+void maybe_start_scavenger(std::size_t parked_pages = 0) noexcept;
 // The fork child has no scavenger thread and may not start one (the child of
 // a threaded process may call only async-signal-safe functions, and
 // ThreadSanitizer refuses): its allocation slow paths scavenge instead.
