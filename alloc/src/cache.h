@@ -225,7 +225,7 @@ void cache_thread_exit(void* arg) noexcept;
 void retire(mcache* mc) noexcept;
 
 // Takes the newest object of bin b (class c), which holds n > 0 of them.
-inline void* bin_pop(cache_bin& b, std::uint32_t n, unsigned c) noexcept {
+inline void* bin_pop(cache_bin& b, std::uint32_t n, std::size_t c) noexcept {
     void* p = b.slots[n - 1];
     b.count.store(n - 1, std::memory_order_relaxed);
     unpoison(p, sc::class_size[c]);

@@ -62,8 +62,10 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
         // The lowest free objects went first, so the newest is the highest.
         const auto newest = static_cast<std::uint32_t>(
             ((reinterpret_cast<std::uintptr_t>(out[got - 1]) - s->base) * s->div_mul) >> 32);
-        if (newest >= s->handed.load(std::memory_order_relaxed))
+        if (newest >= s->handed.load(std::memory_order_relaxed)) {
             s->handed.store(newest + 1, std::memory_order_relaxed);
+            s->handed_end.store((newest + 1) * s->elem_size, std::memory_order_relaxed);
+        }
         if (s->nfree == 0) {
             partial_.remove(s);
             full_.push_front(s, span_list_id::full);

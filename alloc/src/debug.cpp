@@ -100,6 +100,10 @@ bool check_span(report& r, const mspan* s, unsigned c, span_list_id list) {
     // Objects never handed out are the span's top, all free.
     const std::uint32_t handed = s->handed.load(std::memory_order_relaxed);
     if (handed > s->nelems) return r.fail("span %p: %u objects handed out of %u", (void*)s->base, handed, s->nelems);
+    if (s->handed_end.load(std::memory_order_relaxed) != handed * s->elem_size)
+        return r.fail("span %p: handed_end %u, not %u objects of %u bytes", (void*)s->base,
+                      s->handed_end.load(std::memory_order_relaxed), handed, s->elem_size);
+    if (s->start_mul != start_test_mul(s->elem_size)) return r.fail("span %p: object-start multiplier is not its class's", (void*)s->base);
     for (std::size_t i = handed; i < s->nelems; ++i)
         if (!((s->free_bits[i / 64] >> (i % 64)) & 1)) return r.fail("span %p: object %zu is out but was never handed out", (void*)s->base, i);
     // allocated + free == objects, with allocated = nelems - nfree held by caches or the program.

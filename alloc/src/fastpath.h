@@ -41,10 +41,11 @@ inline std::uintptr_t free_mark(std::uintptr_t p) noexcept {
 // is written before the count that exposes it (release order, free on x86):
 // a fork child inherits this cache and must not read a stale slot; nfree goes
 // first, for bin_nmalloc's readers.
-inline void mark_and_push(cache_bin& b, std::uint32_t n, void* p, std::uintptr_t mark, unsigned c) noexcept {
+inline void mark_and_push(cache_bin& b, std::uint32_t n, void* p, std::uintptr_t mark, std::size_t c) noexcept {
+    void** const slots = b.slots;  // read before the object is written, which might alias it
     *static_cast<std::uintptr_t*>(p) = mark;
     poison_free_object(p, sc::class_size[c]);
-    b.slots[n] = p;
+    slots[n] = p;
     bump(b.nfree);
     b.count.store(n + 1, std::memory_order_release);
 }
@@ -63,11 +64,11 @@ inline void mark_and_push(cache_bin& b, std::uint32_t n, void* p, std::uintptr_t
 // countdown. Profiling on or off, this is the fast path's whole cost of the
 // profiler: a load, a subtract, a store and a branch taken once per sample
 // (or per countdown_off bytes when off).
-SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, void* p, unsigned c) noexcept {
+SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, void* p, std::size_t c) noexcept {
     const std::int64_t left =
         mc->prof.bytes_until_sample.load(std::memory_order_relaxed) - std::int64_t{sc::class_size[c]};
     mc->prof.bytes_until_sample.store(left, std::memory_order_relaxed);
-    if (__builtin_expect(left < 0, 0)) return sample_small(mc, p, c);
+    if (__builtin_expect(left < 0, 0)) return sample_small(mc, p, static_cast<unsigned>(c));
     return p;
 }
 
@@ -76,7 +77,7 @@ SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, void* p, unsigned 
 // tail calls, so a caller whose slow path needs its arguments again keeps
 // them in registers it need not save.
 template <class Slow>
-SPANMAP_INLINE_ALLOC_PATH void* alloc_small_or(unsigned c, Slow slow) noexcept {
+SPANMAP_INLINE_ALLOC_PATH void* alloc_small_or(std::size_t c, Slow slow) noexcept {
     mcache* mc = tls_cache;
     if (__builtin_expect(cache_usable(mc), 1)) {
         cache_bin& b = mc->bins[c];
@@ -116,21 +117,24 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
     heap_arena* a = arena_of(addr);  // null for nullptr: no arena maps page 0
     if (__builtin_expect(a == nullptr, 0)) return false;
     const std::size_t page = (addr >> page_shift) & (pages_per_arena - 1);
-    const unsigned c = a->page_class[page].load(std::memory_order_relaxed);
+    const std::size_t c = a->page_class[page].load(std::memory_order_relaxed);
     mcache* mc = tls_cache;
     const mspan* s = a->spans[page].load(std::memory_order_relaxed);
     if (__builtin_expect(c == 0 || s == nullptr || !cache_usable(mc), 0)) return false;
     const std::uintptr_t mark = free_mark(addr);
-    cache_bin& b = mc->bins[c];
-    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-    const std::uint32_t idx = object_index(s, addr);
-    if (__builtin_expect(std::uintptr_t{idx} * s->elem_size != addr - s->base ||
-                             idx >= s->handed.load(std::memory_order_relaxed) ||
+    // Below handed_end first: that bounds the offset under 2^32, as the
+    // object-start test needs (a span holds far fewer bytes).
+    const std::uintptr_t off = addr - s->base;
+    if (__builtin_expect(off >= s->handed_end.load(std::memory_order_relaxed) || !is_multiple_of_elem(s, off) ||
                              *static_cast<const std::uintptr_t*>(ptr) == mark ||
-                             (s->live_samples.load(std::memory_order_relaxed) != 0 && s->is_sampled(idx)) ||
-                             n >= b.cap.load(std::memory_order_relaxed) || size > sc::class_size[c],
+                             (s->live_samples.load(std::memory_order_relaxed) != 0 &&
+                              s->is_sampled(object_index(s, addr))) ||
+                             size > sc::class_size[c],
                          0))
         return false;
+    cache_bin& b = mc->bins[c];
+    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+    if (__builtin_expect(n >= b.cap.load(std::memory_order_relaxed), 0)) return false;
     mark_and_push(b, n, ptr, mark, c);
     return true;
 }
@@ -148,7 +152,7 @@ SPANMAP_HIDDEN void free_release(void* ptr, std::size_t size) noexcept;
 // malloc: the pop is inline and everything else a tail call, so the common
 // case saves no registers (errno's handling would otherwise cost every call).
 SPANMAP_INLINE_ALLOC_PATH void* malloc_fast(std::size_t size) noexcept {
-    const unsigned c = size_class_malloc(size);
+    const std::size_t c = size_class_malloc(size);
     if (__builtin_expect(c != 0, 1)) return alloc_small_or(c, [size] { return malloc_slow(size); });
     return malloc_slow(size);
 }

@@ -198,8 +198,31 @@ private:
 // A counter with one writer (its thread, or the holder of a lock) and racy
 // readers (statistics): a relaxed load and store, never a read-modify-write,
 // so the fast path pays for a plain add.
+//
+// On x86-64 the add is one instruction to memory: compilers never fuse a
+// relaxed load and store into it, and an aligned add without a lock prefix is
+// the same load and store — a reader sees the old value or the new one. Under
+// ThreadSanitizer the portable form, so that the race detector sees the
+// accesses.
+#if defined(__SANITIZE_THREAD__)
+#define SPANMAP_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SPANMAP_TSAN 1
+#endif
+#endif
 template <class T>
 inline void bump(std::atomic<T>& c, T by = 1) noexcept {
+#if defined(__x86_64__) && !defined(SPANMAP_TSAN)
+    static_assert(sizeof(std::atomic<T>) == sizeof(T) && std::atomic<T>::is_always_lock_free);
+    if constexpr (sizeof(T) == 8) {
+        asm volatile("addq %1, %0" : "+m"(c) : "er"(static_cast<std::uint64_t>(by)));
+        return;
+    } else if constexpr (sizeof(T) == 4) {
+        asm volatile("addl %1, %0" : "+m"(c) : "ir"(static_cast<std::uint32_t>(by)));
+        return;
+    }
+#endif
     c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
 }
 
@@ -220,6 +243,13 @@ enum class span_list_id : std::uint8_t { none, partial, full };
 
 struct mspan {
     std::uintptr_t base;     // first byte; a multiple of page_size
+    // The free path's two range tests, kept beside base so that one line
+    // serves them: `start_mul` makes the object-start test a multiply and a
+    // compare (see is_multiple_of_elem), and `handed_end` is `handed` in
+    // bytes from base, so neither test needs the object's index. Small spans
+    // only; handed_end is written with handed, under mcentral's lock.
+    std::uint64_t start_mul;
+    std::atomic<std::uint32_t> handed_end;
     std::uint32_t npages;
     std::uint32_t elem_size;  // class size; 0 for a large span
     std::uint32_t nelems;     // objects carved from the span (1 for large)
@@ -277,6 +307,18 @@ struct mspan {
 
 void set_state(mspan* s, span_state to) noexcept;
 
+// The multiplier of the exact-division test below (Lemire, Kaser and Kurz,
+// "Faster remainder by direct computation", 2019): for every 32-bit n,
+// n is a multiple of d exactly when n * start_test_mul(d), modulo 2^64, is
+// below start_test_mul(d).
+constexpr std::uint64_t start_test_mul(std::uint32_t d) { return ~std::uint64_t{0} / d + 1; }
+
+// Whether the offset off, below 2^32, is where an object of small span s
+// starts: one multiply and one compare, and no index.
+inline bool is_multiple_of_elem(const mspan* s, std::uintptr_t off) noexcept {
+    return off * s->start_mul < s->start_mul;
+}
+
 // The index of the object at addr in s (0 for a large span's one object).
 inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept {
     return static_cast<std::uint32_t>(((addr - s->base) * s->div_mul) >> 32);
@@ -284,16 +326,15 @@ inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept 
 
 // Whether addr, inside small span s, is where one of its objects starts.
 inline bool is_object_start(const mspan* s, std::uintptr_t addr) noexcept {
-    const std::uint32_t idx = object_index(s, addr);
-    return std::uintptr_t{idx} * s->elem_size == addr - s->base && idx < s->nelems;
+    const std::uintptr_t off = addr - s->base;
+    return off < std::uintptr_t{s->nelems} * s->elem_size && is_multiple_of_elem(s, off);
 }
 
 // Whether addr, inside small span s, starts an object that was handed out at
 // least once (see mspan::handed).
 inline bool is_handed_object_start(const mspan* s, std::uintptr_t addr) noexcept {
-    const std::uint32_t idx = object_index(s, addr);
-    return std::uintptr_t{idx} * s->elem_size == addr - s->base &&
-           idx < s->handed.load(std::memory_order_relaxed);
+    const std::uintptr_t off = addr - s->base;
+    return off < s->handed_end.load(std::memory_order_relaxed) && is_multiple_of_elem(s, off);
 }
 
 // --- arenas and the page map -------------------------------------------------

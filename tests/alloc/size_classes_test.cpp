@@ -2,6 +2,7 @@
 // printed by go1.22's mksizeclasses), its lookup tables against a plain scan,
 // and the generator against the checked-in file.
 
+#include "internal.h"
 #include "sizeclasses.h"
 
 #include <gtest/gtest.h>
@@ -124,6 +125,26 @@ TEST(SizeClasses, DivMagicIsExactOverTheWholeSpan) {
         EXPECT_EQ(sc::class_div_mul[c], std::uint32_t(~std::uint32_t{0} / size + 1)) << "class " << c;
         for (std::uint64_t off = 0; off <= span; ++off)
             ASSERT_EQ((off * sc::class_div_mul[c]) >> 32, off / size) << "class " << c << " offset " << off;
+    }
+}
+
+// free's object-start test is a multiply and a compare (is_multiple_of_elem);
+// it must agree with the remainder at every offset a span of the class has.
+TEST(SizeClasses, ObjectStartTestMatchesTheRemainderOverTheWholeSpan) {
+    for (int c = 1; c < sc::num_classes; ++c) {
+        const std::uint32_t size = sc::class_size[c];
+        const std::uint64_t mul = spanmap::detail::start_test_mul(size);
+        const std::uint64_t span = sc::class_pages[c] * kPage;
+        for (std::uint64_t off = 0; off <= span; ++off)
+            ASSERT_EQ(off * mul < mul, off % size == 0) << "class " << c << " offset " << off;
+    }
+    // And across the whole 32-bit range for the odd-sized classes, where a
+    // wrong multiplier would show first.
+    for (const std::uint32_t size : {48u, 80u, 112u, 144u, 176u, 208u, 240u, 288u, 352u, 416u, 448u, 480u, 576u}) {
+        const std::uint64_t mul = spanmap::detail::start_test_mul(size);
+        for (std::uint64_t k = 1; k * size + 1 < (std::uint64_t{1} << 32); k += 997)
+            for (const std::uint64_t off : {k * size - 1, k * size, k * size + 1})
+                ASSERT_EQ(off * mul < mul, off % size == 0) << "size " << size << " offset " << off;
     }
 }
 
