@@ -125,6 +125,14 @@ bool os_discard(void* p, std::size_t bytes) noexcept;
 // Transparent huge pages for a new arena, as SPANMAP_CONF thp says.
 void os_huge_page_advice(void* base, std::size_t bytes) noexcept;
 std::uint64_t os_random() noexcept;
+// The process-wide memory barrier (membarrier's private expedited command):
+// on return, every other thread of the process has passed a full barrier, so
+// a thread that orders its own store and load with no more than a compiler
+// barrier still pairs with the caller (an asymmetric Dekker handshake).
+// os_heavy_fence_register is called once, and again in a fork child; both
+// are false where the kernel (or a seccomp filter) refuses.
+bool os_heavy_fence_register() noexcept;
+bool os_heavy_fence() noexcept;
 
 // Bytes the allocator has mapped for its own metadata (spans, arenas, caches).
 extern std::atomic<std::size_t> metadata_sys;

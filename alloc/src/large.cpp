@@ -3,6 +3,8 @@
 #include "cache.h"
 #include "scavenge.h"
 
+#include <sched.h>
+
 namespace spanmap::detail {
 
 void large_cache::unlink(mspan* s, std::uint32_t npages) noexcept {
@@ -92,10 +94,50 @@ void left_slot(mspan* s) noexcept {
 void evict(thread_large_slots& t, unsigned i) noexcept {
     t.held -= t.pages[i].load(std::memory_order_relaxed);
     t.pages[i].store(0, std::memory_order_relaxed);
-    mspan* s = t.span[i].exchange(nullptr, std::memory_order_acquire);
+    mspan* s = slot_take(t, i);
     if (s == nullptr) return;
     left_slot(s);
     if (!g.large.put(s, reinterpret_cast<void*>(s->base))) g.heap.free_span(s);
+}
+
+// Whether membarrier took, so that owners may take with plain stores while
+// no trimmer runs (large.h). Written at initialisation and in a fork child.
+std::atomic<bool> heavy_fence_ok{false};
+
+bool slot_due(const thread_large_slots& t, unsigned i, std::uint32_t now, std::uint32_t min_age) noexcept {
+    return t.span[i].load(std::memory_order_relaxed) != nullptr &&
+           (min_age == 0 || now - t.tick[i].load(std::memory_order_relaxed) >= min_age);
+}
+
+// Whether some thread's slot holds a span to trim: the handshake below costs
+// a membarrier, which most ticks need not pay. Racy, and that is enough: a
+// span parked after this look waits for the next.
+bool any_slot_due(std::uint32_t now, std::uint32_t min_age) noexcept {
+    lock_guard lk(g.caches_lock);
+    for (const mcache* mc = g.live; mc != nullptr; mc = mc->next)
+        for (unsigned i = 0; i < thread_large_slots::nslots; ++i)
+            if (slot_due(mc->large, i, now, min_age)) return true;
+    return false;
+}
+
+// The trimmer's side of the handshake (large.h): from its return on, every
+// owner exchanges. False when the barrier failed where it had been granted;
+// the owners then exchange for good, and this trim leaves the slots alone.
+bool enter_slot_trim() noexcept {
+    slot_trimmers.fetch_add(1, std::memory_order_seq_cst);
+    if (!heavy_fence_ok.load(std::memory_order_relaxed)) return true;  // owners have exchanged all along
+    if (!os_heavy_fence()) {
+        heavy_fence_ok.store(false, std::memory_order_relaxed);  // and the count above is never taken back
+        return false;
+    }
+    lock_guard lk(g.caches_lock);
+    for (const mcache* mc = g.live; mc != nullptr; mc = mc->next) {
+        // An owner inside a take is a few instructions from its end, unless
+        // it was preempted there.
+        for (unsigned spins = 0; mc->large.in_take.load(std::memory_order_acquire) != 0; ++spins)
+            if (spins >= 64) sched_yield();
+    }
+    return true;
 }
 
 // Every thread's slots: spans parked before `now - min_age` (all, min_age 0)
@@ -103,6 +145,8 @@ void evict(thread_large_slots& t, unsigned i) noexcept {
 // the caches from being handed back meanwhile; the heap's lock comes after it
 // in the lock order, so the spans are freed once it is dropped.
 void slots_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
+    if (!any_slot_due(now, min_age)) return;
+    if (!enter_slot_trim()) return;
     mspan* spans[32];
     constexpr std::size_t room = sizeof spans / sizeof spans[0];
     for (bool more = true; more;) {
@@ -113,8 +157,7 @@ void slots_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
             for (mcache* mc = g.live; mc != nullptr && !more; mc = mc->next) {
                 thread_large_slots& t = mc->large;
                 for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
-                    if (t.span[i].load(std::memory_order_relaxed) == nullptr) continue;
-                    if (min_age != 0 && now - t.tick[i].load(std::memory_order_relaxed) < min_age) continue;
+                    if (!slot_due(t, i, now, min_age)) continue;
                     if (n == room) {
                         more = true;
                         break;
@@ -128,6 +171,7 @@ void slots_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
             g.heap.free_span(spans[i]);
         }
     }
+    slot_trimmers.fetch_sub(1, std::memory_order_release);
 }
 
 // The slow side of a put: the slots a trimmer emptied are forgotten, then
@@ -157,6 +201,25 @@ unsigned large_slots_make_room(thread_large_slots& t, std::uint32_t n) noexcept 
 }  // namespace
 
 constinit large_slot_totals slot_totals;
+constinit std::atomic<std::uint32_t> slot_trimmers{1};
+
+void large_slots_init() noexcept {
+#ifndef SPANMAP_TSAN
+    heavy_fence_ok.store(os_heavy_fence_register(), std::memory_order_relaxed);
+    if (heavy_fence_ok.load(std::memory_order_relaxed)) slot_trimmers.fetch_sub(1, std::memory_order_release);
+#endif
+}
+
+void large_slots_after_fork_child() noexcept {
+    // The one thread left: no owner is inside a take, and a trimmer counted
+    // in slot_trimmers may have stayed behind in the parent.
+#ifndef SPANMAP_TSAN
+    const bool ok = heavy_fence_ok.load(std::memory_order_relaxed) && os_heavy_fence_register();
+    heavy_fence_ok.store(ok, std::memory_order_relaxed);
+    slot_trimmers.store(ok ? 0 : 1, std::memory_order_release);
+#endif
+    for (mcache* mc = g.live; mc != nullptr; mc = mc->next) mc->large.in_take.store(0, std::memory_order_relaxed);
+}
 
 bool large_slots_put(thread_large_slots& t, mspan* s) noexcept {
     const std::uint32_t n = s->npages;

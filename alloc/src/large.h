@@ -40,11 +40,24 @@
 // while the slots hold at least the pages asked for empties them into the
 // central cache first, whose own rule then lets the pages coalesce.
 //
-// The slots are written by their owner alone, except that a span leaves a slot
-// only by an exchange of its word, so the scavenger can take spans out of an
-// idle thread's slots: every tick it takes those parked longer than the decay
-// period and gives them to the heap, as it does with the central cache's
-// (large_cache_trim); release_free_memory takes them all, from every thread.
+// The slots are written by their owner alone, except that the scavenger can
+// take spans out of an idle thread's slots: every tick it takes those parked
+// longer than the decay period and gives them to the heap, as it does with
+// the central cache's (large_cache_trim); release_free_memory takes them all,
+// from every thread. Owner and trimmer never both get a span. A trimmer
+// takes a span by an exchange of its slot's word; the owner would have to
+// as well, and that one locked instruction cost a third of a 64 KiB pair.
+// So the cost is moved to the trimmers, which are rare (an asymmetric
+// Dekker handshake, as user-space RCU does it): the owner marks itself
+// inside a take (`in_take`), and reads `slot_trimmers` with only a compiler
+// barrier between; while no trimmer runs, it empties the slot with a plain
+// load and store. A trimmer counts itself in slot_trimmers, then makes
+// every thread of the process pass a full barrier (membarrier), then waits
+// for every owner inside a take to leave it: after that, any owner either
+// finished its plain take before the trimmer looked, or saw the trimmer and
+// exchanges, and the trimmer exchanges too. Where the kernel has no
+// membarrier (or under ThreadSanitizer, which cannot see it), slot_trimmers
+// never drops to zero and owners always exchange.
 // A thread's slots also go to the central cache when it exits, when the
 // program flushes its thread cache, and in a fork child for every thread that
 // did not come along. A parked span in a slot is parked like any other: its
@@ -121,6 +134,8 @@ struct thread_large_slots {
     static constexpr std::uint32_t max_pages = large_cache::max_pages;
 
     std::atomic<mspan*> span[nslots];
+    // 1 while the owner is inside slot_take (see the essay above).
+    std::atomic<std::uint32_t> in_take;
     std::atomic<std::uint32_t> tick[nslots];  // the heap's tick when parked
     // Written by the owner alone: span[i]'s page count when it parked it (0:
     // empty as far as the owner knows; a trimmer may have emptied it since),
@@ -150,6 +165,29 @@ struct large_slot_totals {
 };
 extern constinit large_slot_totals slot_totals;
 
+// Trimmers of thread slots at work, plus one for good where owners must
+// always exchange (no membarrier; ThreadSanitizer). Starts at one: owners
+// exchange until initialisation has registered for membarrier.
+extern constinit std::atomic<std::uint32_t> slot_trimmers;
+
+// The owner empties its slot i and gets what it held; nullptr when a trimmer
+// took it first.
+inline mspan* slot_take(thread_large_slots& t, unsigned i) noexcept {
+    t.in_take.store(1, std::memory_order_relaxed);
+    // Orders the store above before the load below for the compiler; the
+    // processor's side is the trimmer's membarrier.
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    mspan* s;
+    if (__builtin_expect(slot_trimmers.load(std::memory_order_acquire) == 0, 1)) {
+        s = t.span[i].load(std::memory_order_relaxed);
+        t.span[i].store(nullptr, std::memory_order_relaxed);
+    } else {
+        s = t.span[i].exchange(nullptr, std::memory_order_acquire);
+    }
+    t.in_take.store(0, std::memory_order_release);
+    return s;
+}
+
 // The owner's span of exactly npages from its slots, no longer parked;
 // nullptr on a miss.
 inline mspan* large_slots_take(thread_large_slots& t, std::size_t npages) noexcept {
@@ -157,7 +195,7 @@ inline mspan* large_slots_take(thread_large_slots& t, std::size_t npages) noexce
         if (t.pages[i].load(std::memory_order_relaxed) != npages) continue;
         t.pages[i].store(0, std::memory_order_relaxed);
         t.held -= static_cast<std::uint32_t>(npages);
-        mspan* s = t.span[i].exchange(nullptr, std::memory_order_acquire);
+        mspan* s = slot_take(t, i);
         if (s == nullptr) continue;  // a trimmer took it
         s->parked.store(false, std::memory_order_relaxed);
         bump(t.ntake);
@@ -199,5 +237,9 @@ void large_free_span(mspan* s, void* ptr) noexcept;
 // Parked spans back to the heap, in the central cache and in every thread's
 // slots: those older than min_age ticks (0: all).
 void large_cache_trim(std::uint32_t now, std::uint32_t min_age) noexcept;
+// Registers for membarrier and lets owners take with plain stores if that
+// took (initialisation); and again in a fork child, which is one thread.
+void large_slots_init() noexcept;
+void large_slots_after_fork_child() noexcept;
 
 }  // namespace spanmap::detail

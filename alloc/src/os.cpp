@@ -10,6 +10,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
@@ -218,6 +219,20 @@ std::uint64_t os_random() noexcept {
     }
     errno = saved;
     return v | 1;  // never zero: zero is what fresh and handed-out objects hold
+}
+
+bool os_heavy_fence_register() noexcept {
+    const int saved = errno;
+    const bool ok = ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+    errno = saved;
+    return ok;
+}
+
+bool os_heavy_fence() noexcept {
+    const int saved = errno;
+    const bool ok = ::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+    errno = saved;
+    return ok;
 }
 
 }  // namespace spanmap::detail

@@ -27,6 +27,7 @@ void fork_parent() noexcept {
 }
 
 void fork_child() noexcept {
+    large_slots_after_fork_child();
     fork_parent();
     sampler_fork_child();
     scavenger_after_fork_child();
@@ -80,6 +81,7 @@ void init_slow() noexcept {
         if (pthread_key_create(&g.exit_key, cache_thread_exit) != 0)
             fatal("init", nullptr, "no pthread key left for thread-exit cleanup");
         read_conf();
+        large_slots_init();
         g.init_state.store(2, std::memory_order_release);
     }
     // Registered once the allocator is usable and outside the init lock:

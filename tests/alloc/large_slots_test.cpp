@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <string>
 
@@ -178,6 +179,79 @@ TEST_F(LargeSlots, ReleaseFreeMemoryEmptiesEveryThreadsSlots) {
     // The thread's flush sent what it parked last to the central cache.
     EXPECT_EQ(info().large_cached_objects, 1u);
     EXPECT_EQ(detail::g.large.spans(), 1u);
+}
+
+// While no trimmer runs, an owner empties its slot with a plain load and
+// store (large.h); with membarrier at hand that is the steady state, and a
+// trim leaves it so.
+TEST_F(LargeSlots, OwnersTakeWithoutAnExchangeOnceTrimmersAreDone) {
+    void* p = spanmap_malloc(MiB);
+    spanmap_free(p);
+    spanmap::release_free_memory();
+    if (!kSanitized && detail::os_heavy_fence_register())
+        EXPECT_EQ(detail::slot_trimmers.load(), 0u);
+    else
+        EXPECT_GE(detail::slot_trimmers.load(), 1u);
+}
+
+// A take racing a trimmer leaves the span to exactly one of them. Two owners
+// churn blocks of three large sizes, each filled with its own pattern — so a
+// span stays parked in a slot while the owner works on the next size — and
+// the main thread empties every thread's slots over and over, churning a
+// block of its own in between. A span that two of them got would carry two
+// patterns; one that none got would break the heap's invariants.
+TEST_F(LargeSlots, TakesRacingTrimmersNeverShareASpan) {
+    const int rounds = kSanitized ? 3000 : 50000;
+    constexpr int owners = 2;
+    const std::uint64_t returned_before = detail::slot_totals.nreturned.load();
+    std::atomic<int> running{owners};
+    std::vector<std::string> errors(owners);
+    std::vector<std::thread> threads;
+    for (int id = 0; id < owners; ++id)
+        threads.emplace_back([&, id] {
+            for (int i = 0; i < rounds && errors[static_cast<std::size_t>(id)].empty(); ++i) {
+                // Most rounds free and take back one size, the tightest race.
+                const std::size_t n = static_cast<std::size_t>(i % 8 == 0 ? 1 + i % 3 : 1) * 64 * 1024;
+                void* p = spanmap_malloc(n);
+                const auto seed = static_cast<std::uint64_t>(id) << 32 | static_cast<std::uint64_t>(i);
+                if (i % 8 == 0) {
+                    fill_pattern(p, n, seed);
+                } else {  // the first and last words only
+                    static_cast<std::uint64_t*>(p)[0] = seed;
+                    static_cast<std::uint64_t*>(p)[n / 8 - 1] = seed;
+                }
+                std::this_thread::yield();
+                if (i % 8 != 0) {
+                    if (static_cast<std::uint64_t*>(p)[0] != seed || static_cast<std::uint64_t*>(p)[n / 8 - 1] != seed)
+                        errors[static_cast<std::size_t>(id)] = "owner " + std::to_string(id) + ", round " + std::to_string(i) + ": changed";
+                } else if (const std::ptrdiff_t at = check_pattern(p, n, seed); at >= 0)
+                    errors[static_cast<std::size_t>(id)] =
+                        "owner " + std::to_string(id) + ", round " + std::to_string(i) + ": changed at " + std::to_string(at);
+                spanmap_free(p);
+            }
+            spanmap_thread_cache_flush();
+            running.fetch_sub(1);
+        });
+    int trims = 0;
+    std::string mine;
+    while (running.load() > 0) {
+        if (trims % 16 == 0)
+            spanmap::release_free_memory();
+        else
+            detail::large_cache_trim(0, 0);  // the slots alone, in a tighter loop
+        void* q = spanmap_malloc(64 * 1024);
+        fill_pattern(q, 64 * 1024, ~std::uint64_t{0} - static_cast<std::uint64_t>(trims));
+        if (check_pattern(q, 64 * 1024, ~std::uint64_t{0} - static_cast<std::uint64_t>(trims)) >= 0 && mine.empty())
+            mine = "the trimmer's block changed in trim " + std::to_string(trims);
+        spanmap_free(q);
+        ++trims;
+    }
+    for (auto& t : threads) t.join();
+    for (const std::string& e : errors) EXPECT_EQ(e, "");
+    EXPECT_EQ(mine, "");
+    EXPECT_TRUE(invariants_hold());
+    // The trimmer did take spans out of the owners' slots: the race was run.
+    EXPECT_GT(detail::slot_totals.nreturned.load(), returned_before) << trims << " trims";
 }
 
 TEST_F(LargeSlots, AFlushOfTheThreadCacheEmptiesItsSlots) {

@@ -100,6 +100,16 @@ private:
     std::vector<block> live_;
 };
 
+// Whether the heap's in-flight pages come back to zero within a few seconds.
+::testing::AssertionResult no_pages_in_flight() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    std::size_t n;
+    while ((n = spanmap::detail::g.heap.pages_inflight()) != 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (n == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << n << " pages still in flight after 10 s";
+}
+
 class ScavengeRace : public HeapTest, public ::testing::WithParamInterface<std::uint64_t> {};
 
 // Phases of churn beside a thread that releases all free memory in a loop;
@@ -134,7 +144,14 @@ TEST_P(ScavengeRace, AllocationsSurviveReleasesOnOtherThreads) {
         released += phase_released.load();
         for (int t = 0; t < workers; ++t) ASSERT_TRUE(results[static_cast<std::size_t>(t)]) << "worker " << t << ", phase " << phase;
         ASSERT_TRUE(invariants_hold()) << "after phase " << phase;
-        EXPECT_EQ(spanmap::detail::g.heap.pages_inflight(), 0u);
+        // The background scavenger is not one of the stopped threads: woken by
+        // the heap's growth, or on its tick, it may be between taking pages out
+        // of the free set and landing them released (its madvise runs with no
+        // lock held), and then holds up to pages_per_call pages in flight. The
+        // releaser's calls have all returned, so what is in flight now is the
+        // scavenger's and lands within one madvise: wait for it, bounded, so a
+        // count that never comes back to zero still fails.
+        EXPECT_TRUE(no_pages_in_flight()) << "after phase " << phase;
         for (int t = 0; t < workers; ++t) ASSERT_TRUE(w[static_cast<std::size_t>(t)].verify_all()) << "worker " << t;
     }
     for (worker& x : w) x.free_all();
