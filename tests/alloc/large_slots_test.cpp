@@ -188,10 +188,14 @@ TEST_F(LargeSlots, OwnersTakeWithoutAnExchangeOnceTrimmersAreDone) {
     void* p = spanmap_malloc(MiB);
     spanmap_free(p);
     spanmap::release_free_memory();
-    if (!kSanitized && detail::os_heavy_fence_register())
+#if defined(SPANMAP_TSAN)
+    EXPECT_GE(detail::slot_trimmers.load(), 1u);  // ThreadSanitizer cannot see membarrier
+#else
+    if (detail::os_heavy_fence_register())
         EXPECT_EQ(detail::slot_trimmers.load(), 0u);
     else
         EXPECT_GE(detail::slot_trimmers.load(), 1u);
+#endif
 }
 
 // A take racing a trimmer leaves the span to exactly one of them. Two owners
