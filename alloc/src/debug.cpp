@@ -104,6 +104,11 @@ bool check_span(report& r, const mspan* s, unsigned c, span_list_id list) {
         return r.fail("span %p: handed_end %u, not %u objects of %u bytes", (void*)s->base,
                       s->handed_end.load(std::memory_order_relaxed), handed, s->elem_size);
     if (s->start_mul != start_test_mul(s->elem_size)) return r.fail("span %p: object-start multiplier is not its class's", (void*)s->base);
+    // Only a live sample may hold the fast path's multiplier at 0. (Read
+    // without the recorder's lock: a sample taken or freed meanwhile may leave
+    // either value, never a third.)
+    if (const std::uint64_t m = s->free_start_mul.load(std::memory_order_relaxed); m != s->start_mul && m != 0)
+        return r.fail("span %p: the free path's object-start multiplier is neither its class's nor 0", (void*)s->base);
     for (std::size_t i = handed; i < s->nelems; ++i)
         if (!((s->free_bits[i / 64] >> (i % 64)) & 1)) return r.fail("span %p: object %zu is out but was never handed out", (void*)s->base, i);
     // allocated + free == objects, with allocated = nelems - nfree held by caches or the program.

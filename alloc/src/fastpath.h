@@ -125,11 +125,11 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
     // Below handed_end first: that bounds the offset under 2^32, as the
     // object-start test needs (a span holds far fewer bytes).
     const std::uintptr_t off = addr - s->base;
-    if (__builtin_expect(off >= s->handed_end.load(std::memory_order_relaxed) || !is_multiple_of_elem(s, off) ||
-                             *static_cast<const std::uintptr_t*>(ptr) == mark ||
-                             (s->live_samples.load(std::memory_order_relaxed) != 0 &&
-                              s->is_sampled(object_index(s, addr))) ||
-                             size > sc::class_size[c],
+    // The object-start test with free_start_mul, 0 while the span has a live
+    // sample: then no offset passes, and the checked path frees the sample.
+    const std::uint64_t start_mul = s->free_start_mul.load(std::memory_order_relaxed);
+    if (__builtin_expect(off >= s->handed_end.load(std::memory_order_relaxed) || off * start_mul >= start_mul ||
+                             *static_cast<const std::uintptr_t*>(ptr) == mark || size > sc::class_size[c],
                          0))
         return false;
     cache_bin& b = mc->bins[c];
@@ -151,10 +151,17 @@ SPANMAP_HIDDEN void free_release(void* ptr, std::size_t size) noexcept;
 
 // malloc: the pop is inline and everything else a tail call, so the common
 // case saves no registers (errno's handling would otherwise cost every call).
+// The class comes from the tables without size_class_malloc's "large" (0),
+// whose test the tables make needless: each small size has a class.
 SPANMAP_INLINE_ALLOC_PATH void* malloc_fast(std::size_t size) noexcept {
-    const std::size_t c = size_class_malloc(size);
-    if (__builtin_expect(c != 0, 1)) return alloc_small_or(c, [size] { return malloc_slow(size); });
-    return malloc_slow(size);
+    std::size_t c;
+    if (__builtin_expect(size <= sc::small_size_max, 1))
+        c = malloc_size_to_class8[(size + 7) >> 3];
+    else if (size <= max_small_size)
+        c = sc::size_to_class128[(size - sc::small_size_max + 127) >> 7];
+    else
+        return malloc_slow(size);
+    return alloc_small_or(c, [size] { return malloc_slow(size); });
 }
 
 // free, and sized free (size 0: unsized).

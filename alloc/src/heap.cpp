@@ -509,6 +509,8 @@ mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned s
         s->nelems = static_cast<std::uint32_t>(npages * page_size / s->elem_size);
         s->div_mul = sc::class_div_mul[size_class];
         s->start_mul = start_test_mul(s->elem_size);
+        // No sample lives in a fresh span (span_pool::get).
+        s->free_start_mul.store(s->start_mul, std::memory_order_relaxed);
         s->nfree = s->nelems;
         for (std::uint32_t w = 0; w < s->nelems / 64; ++w) s->free_bits[w] = ~std::uint64_t{0};
         if (s->nelems % 64 != 0) s->free_bits[s->nelems / 64] = (std::uint64_t{1} << (s->nelems % 64)) - 1;

@@ -6,6 +6,7 @@
 #include "sampler.h"
 #include "sizeclasses.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstddef>
@@ -63,13 +64,21 @@ inline unsigned size_class_8(std::size_t n) {
 }
 
 // malloc's class: like Go's, but 17..24 bytes go to 32 for 16-byte alignment
-// (class 3 is the only one between 16 and 32, see below). Its own copy of
-// Go's first table, so that malloc's fast path pays one load for the class.
+// (class 3 is the only one between 16 and 32, see below), and 0 bytes to the
+// smallest class (Go hands out one shared zero-size object; C wants a unique
+// pointer, and a class object is the cheapest one). Its own copy of Go's
+// first table, so that malloc's fast path pays one load for the class, and
+// every entry a class, so that it needs no test for "none".
 inline constexpr auto malloc_size_to_class8 = [] {
     std::array<std::uint8_t, std::size(sc::size_to_class8)> t{};
     for (std::size_t i = 0; i < t.size(); ++i) t[i] = sc::size_to_class8[i] == 3 ? 4 : sc::size_to_class8[i];
+    t[0] = 1;
     return t;
 }();
+static_assert(std::ranges::find(malloc_size_to_class8, 0) == malloc_size_to_class8.end(),
+              "every small size has a class");
+static_assert(std::ranges::find(sc::size_to_class128, 0) == std::end(sc::size_to_class128),
+              "every size from small_size_max to max_small_size has a class");
 inline unsigned size_class_malloc(std::size_t n) {
     if (n <= sc::small_size_max) return malloc_size_to_class8[(n + 7) >> 3];
     return size_class_8(n);
@@ -257,6 +266,13 @@ struct mspan {
     // bytes from base, so neither test needs the object's index. Small spans
     // only; handed_end is written with handed, under mcentral's lock.
     std::uint64_t start_mul;
+    // The multiplier the free fast path tests with: start_mul, or 0 while the
+    // span has a live sample (live_samples != 0). With 0 no offset passes the
+    // test, so every free of the span leaves the fast path for the checked
+    // one, which looks up the object's sampled bit: the fast path pays no
+    // test of its own for the profiler. Written with live_samples, under the
+    // recorder's lock (sampler.cpp), and at the span's set-up.
+    std::atomic<std::uint64_t> free_start_mul;
     std::atomic<std::uint32_t> handed_end;
     std::uint32_t npages;
     std::uint32_t elem_size;  // class size; 0 for a large span
@@ -272,7 +288,8 @@ struct mspan {
     std::atomic<bool> parked;
     std::uint32_t parked_tick;  // the heap's tick when it was parked
     // Objects of this span that the heap profiler sampled and that are not yet
-    // freed: the free path tests it (this line is loaded anyway), and only
+    // freed: the checked free path tests it (the fast path tests
+    // free_start_mul instead, which is 0 while this is non-zero), and only
     // when it is non-zero looks up the object's bit in sampled_bits; a set bit
     // sends the free to sampled_free(). Both change by atomic read-modify-write
     // (two objects of a span may be sampled or freed at once) and are read

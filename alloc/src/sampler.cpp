@@ -201,8 +201,12 @@ void mark(void* p) noexcept {
     mspan* s = span_of(reinterpret_cast<std::uintptr_t>(p));
     if (s == nullptr) return;  // not reached: p is a live object
     // Under the recorder's lock, these fields' only writer: a load and a store.
-    s->live_samples.store(static_cast<std::uint16_t>(s->live_samples.load(std::memory_order_relaxed) + 1),
-                          std::memory_order_relaxed);
+    const std::uint16_t live = s->live_samples.load(std::memory_order_relaxed);
+    s->live_samples.store(static_cast<std::uint16_t>(live + 1), std::memory_order_relaxed);
+    // From now on every free of s takes the checked path (see
+    // mspan::free_start_mul). p's freer sees this as it sees the bit: both
+    // are written before p is returned.
+    if (live == 0 && s->size_class != 0) s->free_start_mul.store(0, std::memory_order_relaxed);
     flip_sampled_bit(s, p);
 }
 
@@ -210,8 +214,10 @@ void unmark(void* p) noexcept {
     mspan* s = span_of(reinterpret_cast<std::uintptr_t>(p));
     if (s == nullptr) return;  // not reached: p is a live object
     // Under the recorder's lock, these fields' only writer: a load and a store.
-    s->live_samples.store(static_cast<std::uint16_t>(s->live_samples.load(std::memory_order_relaxed) - 1),
-                          std::memory_order_relaxed);
+    const std::uint16_t live = s->live_samples.load(std::memory_order_relaxed);
+    s->live_samples.store(static_cast<std::uint16_t>(live - 1), std::memory_order_relaxed);
+    // The span's last sample: its frees may take the fast path again.
+    if (live == 1 && s->size_class != 0) s->free_start_mul.store(s->start_mul, std::memory_order_relaxed);
     flip_sampled_bit(s, p);
 }
 
