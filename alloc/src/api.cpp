@@ -38,13 +38,13 @@ SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero
     const std::size_t npages = pages_for(n);
     // The thread's large slots first (large.h); a thread that has only ever
     // allocated large blocks gets its cache here.
-    mcache* mc = tls_cache;
-    if (__builtin_expect(mc == nullptr, 0)) {
+    mcache* mc = thread_cache();
+    if (__builtin_expect(tls_cache == no_cache_yet, 0)) {
         const int saved_errno = errno;
         mc = attach();
         errno = saved_errno;
     }
-    thread_large_slots* slots = cache_usable(mc) ? &mc->large : nullptr;
+    thread_large_slots* slots = mc != nullptr ? &mc->large : nullptr;
     mspan* s = nullptr;
     if (__builtin_expect(align <= page_size && slots != nullptr, 1)) s = large_slots_take(*slots, npages);
     if (s == nullptr) {
@@ -60,7 +60,7 @@ SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero
     }
     // The heap profiler's countdown, on this slow path with no lock held.
     if (__builtin_expect(
-            mc == nullptr || (cache_usable(mc) && mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off), 0))
+            tls_cache == no_cache_yet || (mc != nullptr && mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off), 0))
         sample_large(p, s);
     return p;
 }
@@ -132,8 +132,8 @@ void free_checked(void* ptr, mspan* s) noexcept {
         return;
     }
     poison(ptr, s->end() - s->base);
-    mcache* mc = tls_cache;
-    if (__builtin_expect(cache_usable(mc), 1) && large_slots_put(mc->large, s)) {
+    mcache* mc = thread_cache();
+    if (__builtin_expect(mc != nullptr, 1) && large_slots_put(mc->large, s)) {
         // Also a fork child's clock: it ticks on the paths that free.
         maybe_start_scavenger(large_slots_pages(mc->large));
         return;
@@ -271,7 +271,7 @@ size_t spanmap_good_size(size_t size) noexcept {
 
 void spanmap_thread_cache_flush(void) noexcept {
     flush_thread_cache();
-    if (mcache* mc = tls_cache; cache_usable(mc)) large_slots_flush(mc->large);
+    if (mcache* mc = thread_cache(); mc != nullptr) large_slots_flush(mc->large);
 }
 
 size_t spanmap_release_free_memory(void) noexcept { return release_free_memory(); }

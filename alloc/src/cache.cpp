@@ -8,7 +8,10 @@
 
 namespace spanmap::detail {
 
-__thread mcache* tls_cache __attribute__((tls_model("initial-exec"))) = nullptr;
+constinit cache_front cache_states[2]{};
+// An address in the initial image of a TLS block: the dynamic linker
+// relocates the image before it copies it into a thread's block.
+__thread cache_front* tls_cache __attribute__((tls_model("initial-exec"))) = no_cache_yet;
 
 namespace {
 
@@ -69,10 +72,9 @@ mcache* new_cache() noexcept {
 }  // namespace
 
 mcache* attach() noexcept {
-    mcache* mc = tls_cache;
-    if (mc != nullptr) return cache_usable(mc) ? mc : nullptr;
+    if (tls_cache != no_cache_yet) return thread_cache();
     ensure_init();
-    mc = new_cache();
+    mcache* mc = new_cache();
     if (mc == nullptr) return nullptr;
     tls_cache = mc;
     // Our key was made at first use, among the first 32, so glibc keeps its
@@ -109,7 +111,7 @@ void retire(mcache* mc) noexcept {
 
 void cache_thread_exit(void* arg) noexcept {
     // From here on this thread allocates straight from mcentral.
-    tls_cache = exited_cache;
+    tls_cache = cache_exited;
     retire(static_cast<mcache*>(arg));
 }
 
@@ -280,8 +282,8 @@ void free_small_slow(unsigned c, void* p) noexcept {
 
 void flush_thread_cache() noexcept {
     drain_transfer();
-    mcache* mc = tls_cache;
-    if (!cache_usable(mc)) return;
+    mcache* mc = thread_cache();
+    if (mc == nullptr) return;
     for (unsigned c = 1; c < num_classes; ++c) flush_bin(mc, c, 0);
     maybe_start_scavenger();
 }

@@ -34,7 +34,7 @@
 // When a thread exits, a pthread key destructor returns every cached object to
 // mcentral and parks the mcache on a free list for the next thread. Calls that
 // arrive after that (later key destructors, the C library's own teardown) find
-// the TLS pointer set to `exited_cache` and go straight to mcentral.
+// the TLS pointer set to `cache_exited` and go straight to mcentral.
 #pragma once
 
 #include "runtime.h"
@@ -177,9 +177,13 @@ struct cache_sizing {
     bin_sizing bins[num_classes];
 };
 
-struct mcache {
+// What the fast paths read of a cache: the countdown and the bins.
+struct cache_front {
     cache_profile prof;
     cache_bin bins[num_classes];
+};
+
+struct mcache : cache_front {
     cache_sizing sizing;
     mcache* next;  // on the live or the parked list
     mcache* prev;
@@ -188,13 +192,28 @@ struct mcache {
     thread_large_slots large;
 };
 
-// The TLS pointer's three states: nullptr (no cache yet), exited_cache (the
-// thread's cache was handed back), or a live cache.
-inline mcache* const exited_cache = reinterpret_cast<mcache*>(std::uintptr_t{1});
-extern __thread mcache* tls_cache __attribute__((tls_model("initial-exec")));
+// The TLS pointer is never null. Before its thread has a cache, and after the
+// thread handed it back, it points at one of two empty fronts whose bins hold
+// no object and have no room for one: a pop finds its bin empty and a push
+// finds it full, as with a live cache, and both go to their slow paths, which
+// tell the states apart. So the fast paths pay no test for "no cache" (as
+// mimalloc's empty heap). Nothing writes to these two: they are read by every
+// thread without one, and the fast paths write to a bin only past the test
+// that no empty front passes.
+extern cache_front cache_states[2];
+inline cache_front* const no_cache_yet = &cache_states[0];
+inline cache_front* const cache_exited = &cache_states[1];
+extern __thread cache_front* tls_cache __attribute__((tls_model("initial-exec")));
 
-inline bool cache_usable(const mcache* mc) {
-    return reinterpret_cast<std::uintptr_t>(mc) > reinterpret_cast<std::uintptr_t>(exited_cache);
+// Whether f is a live cache, not one of the two states above.
+inline bool cache_usable(const cache_front* f) {
+    return reinterpret_cast<std::uintptr_t>(f) - reinterpret_cast<std::uintptr_t>(cache_states) >= sizeof(cache_states);
+}
+
+// The calling thread's cache, or nullptr while it has none (yet, or any more).
+inline mcache* thread_cache() {
+    cache_front* f = tls_cache;
+    return cache_usable(f) ? static_cast<mcache*>(f) : nullptr;
 }
 
 // Where the fast paths go when a pop or a push is not enough (no cache yet,

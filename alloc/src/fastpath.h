@@ -78,12 +78,11 @@ SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, void* p, std::size
 // them in registers it need not save.
 template <class Slow>
 SPANMAP_INLINE_ALLOC_PATH void* alloc_small_or(std::size_t c, Slow slow) noexcept {
-    mcache* mc = tls_cache;
-    if (__builtin_expect(cache_usable(mc), 1)) {
-        cache_bin& b = mc->bins[c];
-        const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-        if (__builtin_expect(n != 0, 1)) return count_for_profile(mc, bin_pop(b, n, c), c);
-    }
+    cache_front* f = tls_cache;  // never null (see cache_states)
+    cache_bin& b = f->bins[c];
+    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+    // A bin with an object is a live cache's.
+    if (__builtin_expect(n != 0, 1)) return count_for_profile(static_cast<mcache*>(f), bin_pop(b, n, c), c);
     return slow();
 }
 
@@ -118,9 +117,8 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
     if (__builtin_expect(a == nullptr, 0)) return false;
     const std::size_t page = (addr >> page_shift) & (pages_per_arena - 1);
     const std::size_t c = a->page_class[page].load(std::memory_order_relaxed);
-    mcache* mc = tls_cache;
     const mspan* s = a->spans[page].load(std::memory_order_relaxed);
-    if (__builtin_expect(c == 0 || s == nullptr || !cache_usable(mc), 0)) return false;
+    if (__builtin_expect(c == 0 || s == nullptr, 0)) return false;
     const std::uintptr_t mark = free_mark(addr);
     // Below handed_end first: that bounds the offset under 2^32, as the
     // object-start test needs (a span holds far fewer bytes).
@@ -132,7 +130,8 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
                              *static_cast<const std::uintptr_t*>(ptr) == mark || size > sc::class_size[c],
                          0))
         return false;
-    cache_bin& b = mc->bins[c];
+    // No cache (see cache_states) is a full bin.
+    cache_bin& b = tls_cache->bins[c];
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
     if (__builtin_expect(n >= b.cap.load(std::memory_order_relaxed), 0)) return false;
     mark_and_push(b, n, ptr, mark, c);

@@ -203,7 +203,7 @@ void walk(counters& k, heap_shape& h) noexcept {
 
 std::size_t read_caches(void (*fn)(void* ctx, const cache_row& row), void* ctx) noexcept {
     detail::ensure_init();
-    const mcache* self = tls_cache;
+    const mcache* self = thread_cache();
     lock_guard lk(g.caches_lock);
     std::size_t n = 0;
     for (const mcache* mc = g.live; mc != nullptr; mc = mc->next, ++n) {

@@ -38,7 +38,7 @@ void fork_child() noexcept {
         {
             lock_guard lk(g.caches_lock);
             for (mcache* mc = g.live; mc != nullptr; mc = mc->next)
-                if (mc != tls_cache) {
+                if (mc != thread_cache()) {
                     orphan = mc;
                     break;
                 }

@@ -160,15 +160,14 @@ SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* sample_small(mcache* mc, void
 }
 
 SPANMAP_ALLOC_TEXT void sample_large(void* p, mspan* s) noexcept {
-    mcache* mc = tls_cache;
-    if (mc == nullptr) {
+    mcache* mc = thread_cache();
+    if (tls_cache == no_cache_yet) {
         if (!sampling_active()) return;
         const int saved_errno = errno;
         mc = attach();
         errno = saved_errno;
-        if (mc == nullptr) return;
     }
-    if (!cache_usable(mc)) return;
+    if (mc == nullptr) return;
     const std::size_t bytes = std::size_t{s->npages} << page_shift;
     if (count_down(mc->prof, bytes)) record_sample(mc, p, bytes);
 }

@@ -22,8 +22,7 @@ void in_new_thread(F f) {
 }
 
 d::mcache* own_cache() {
-    d::mcache* mc = d::tls_cache;
-    return d::cache_usable(mc) ? mc : nullptr;
+    return d::thread_cache();
 }
 
 std::uint32_t cap_of(unsigned c) { return own_cache()->bins[c].cap.load(std::memory_order_relaxed); }

@@ -43,8 +43,8 @@ debug::heap_info info() { return debug::read_heap_info(); }
 
 // What the calling thread's slots hold now, pages.
 std::size_t own_slot_pages() {
-    const detail::mcache* mc = detail::tls_cache;
-    if (!detail::cache_usable(mc)) return 0;
+    const detail::mcache* mc = detail::thread_cache();
+    if (mc == nullptr) return 0;
     std::size_t n = 0;
     for (unsigned i = 0; i < detail::thread_large_slots::nslots; ++i)
         if (const detail::mspan* s = mc->large.span[i].load(std::memory_order_relaxed)) n += s->npages;
