@@ -5,6 +5,7 @@
 // destructors. Every block carries a pattern that
 // is checked where it is freed; every test ends with the heap's invariants.
 
+#include "cache.h"
 #include "test_util.h"
 
 #include <pthread.h>
@@ -445,6 +446,25 @@ struct early_key {
 };
 early_key early;
 
+// Threads with no cache (before their first allocation, and after their
+// cache went back at exit) see one of two empty fronts through their TLS
+// pointer, shared by all of them: the fast paths must find every bin empty
+// and full and never write to one.
+void expect_empty_fronts_untouched() {
+    namespace d = spanmap::detail;
+    for (const d::cache_front& f : d::cache_states) {
+        for (unsigned c = 0; c < d::num_classes; ++c) {
+            const d::cache_bin& b = f.bins[c];
+            EXPECT_EQ(b.count.load(), 0u) << "class " << c;
+            EXPECT_EQ(b.cap.load(), 0u) << "class " << c;
+            EXPECT_EQ(b.slots, nullptr) << "class " << c;
+            EXPECT_EQ(b.nfree.load(), 0u) << "class " << c;
+            EXPECT_EQ(b.nmoved_in.load(), 0u) << "class " << c;
+        }
+        EXPECT_EQ(f.prof.bytes_until_sample.load(), 0);
+    }
+}
+
 class ThreadExit : public HeapTest {
 protected:
     void SetUp() override {
@@ -466,6 +486,7 @@ protected:
         handoff.clear();
         spanmap_thread_cache_flush();
         expect_quiet_like(before_);
+        expect_empty_fronts_untouched();
     }
     heap_info before_{};
     std::vector<item> from_main_;
