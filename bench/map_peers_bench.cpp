@@ -136,12 +136,19 @@ void* operator new(std::size_t n) {
         ledger::glibc.fetch_add(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
     return p;
 }
-void operator delete(void* p) noexcept {
-    if (p != nullptr && ledger::counting.load(std::memory_order_relaxed))
-        ledger::glibc.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
+namespace ledger {
+// Every form of operator delete ends here. Not inlined: GCC, inlining a
+// delete into a container's deallocate, would see std::free take a pointer
+// from operator new and (at -O2 and above, with -Werror) fail the build on
+// -Wmismatched-new-delete, although operator new here is malloc.
+__attribute__((noinline)) void release(void* p) noexcept {
+    if (p != nullptr && counting.load(std::memory_order_relaxed))
+        glibc.fetch_sub(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
     std::free(p);
 }
-void operator delete(void* p, std::size_t) noexcept { ::operator delete(p); }
+}  // namespace ledger
+void operator delete(void* p) noexcept { ledger::release(p); }
+void operator delete(void* p, std::size_t) noexcept { ledger::release(p); }
 void* operator new(std::size_t n, std::align_val_t al) {
     const auto a = static_cast<std::size_t>(al);
     void* p = std::aligned_alloc(a, (std::max<std::size_t>(n, 1) + a - 1) / a * a);
@@ -150,8 +157,8 @@ void* operator new(std::size_t n, std::align_val_t al) {
         ledger::glibc.fetch_add(static_cast<std::int64_t>(malloc_usable_size(p)), std::memory_order_relaxed);
     return p;
 }
-void operator delete(void* p, std::align_val_t) noexcept { ::operator delete(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { ::operator delete(p); }
+void operator delete(void* p, std::align_val_t) noexcept { ledger::release(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { ledger::release(p); }
 
 namespace {
 
