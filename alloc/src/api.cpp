@@ -38,8 +38,9 @@ SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero
     const std::size_t npages = pages_for(n);
     // The thread's large slots first (large.h); a thread that has only ever
     // allocated large blocks gets its cache here.
-    mcache* mc = thread_cache();
-    if (__builtin_expect(tls_cache == no_cache_yet, 0)) {
+    cache_front* const f = tls_cache;
+    mcache* mc = cache_usable(f) ? static_cast<mcache*>(f) : nullptr;
+    if (__builtin_expect(f == no_cache_yet, 0)) {
         const int saved_errno = errno;
         mc = attach();
         errno = saved_errno;
@@ -60,7 +61,7 @@ SPANMAP_ALLOC_TEXT void* alloc_large(std::size_t n, std::size_t align, bool zero
     }
     // The heap profiler's countdown, on this slow path with no lock held.
     if (__builtin_expect(
-            tls_cache == no_cache_yet || (mc != nullptr && mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off), 0))
+            mc != nullptr ? mc->prof.profiling.load(std::memory_order_relaxed) != profiling_off : f == no_cache_yet, 0))
         sample_large(p, s);
     return p;
 }
