@@ -44,17 +44,24 @@ namespace spanmap::detail {
 // Bin bounds. A bin starts able to hold 32 KiB of objects, but never fewer
 // than 2 nor more than 256 of them; refills and flushes move half that (at
 // most 64), a batch, which is also the transfer tier's unit. A bin may grow to
-// 4 MiB of objects, at most 2048 of them: 1000 objects of up to 4 KiB fit.
-// (At 1 MiB, a working set of 1000 objects of 4 KiB overflowed the bin by
+// 1 MiB of objects, or to 1024 objects for classes of up to 4 KiB, and to at
+// most 2048 objects: 1000 objects of up to 4 KiB fit.
+//   Below 1 MiB, a working set of 1000 objects of 4 KiB overflowed the bin by
 // three quarters, in batches of four objects through the transfer tier and
 // mcentral to the page heap and back — a span of two objects carved and freed
 // for every two objects — and two threads doing so queued on those locks:
-// 40 and 260-530 ns a pair, against 13 and 27-30 once the bin holds it.)
+// 40 and 260-530 ns a pair, against 13 and 27-30 once the bin holds it.
+// Larger classes keep 1 MiB: a bin of 4 MiB of 32 KiB objects keeps that much
+// of a fragmented heap out of the page heap, where a growing realloc wants
+// the pages after its block free (a realloc loop after 32 MiB of 32 KiB
+// blocks freed at random: 850 ns a call, against 465 with 1 MiB).
 inline constexpr std::uint32_t bin_bytes = 32 << 10;
 inline constexpr std::uint32_t bin_max_objects = 256;
 inline constexpr std::uint32_t bin_min_objects = 2;
-inline constexpr std::uint32_t bin_grown_bytes = 4 << 20;
+inline constexpr std::uint32_t bin_grown_bytes = 1 << 20;
 inline constexpr std::uint32_t bin_grown_objects = 2048;
+inline constexpr std::uint32_t bin_grown_min_objects = 1024;  // for classes up to bin_grown_min_size
+inline constexpr std::uint32_t bin_grown_min_size = 4096;
 // Slow-path events (refills and full bins) between two looks for idle bins.
 inline constexpr std::uint32_t sizing_period = 64;
 
@@ -65,7 +72,8 @@ constexpr std::uint32_t bin_start_cap(unsigned c) {
 }
 constexpr std::uint32_t bin_max_cap(unsigned c) {
     if (c == 0) return 0;
-    const std::uint32_t n = bin_grown_bytes / sc::class_size[c];
+    std::uint32_t n = bin_grown_bytes / sc::class_size[c];
+    if (sc::class_size[c] <= bin_grown_min_size && n < bin_grown_min_objects) n = bin_grown_min_objects;
     const std::uint32_t m = n > bin_grown_objects ? bin_grown_objects : n;
     return m < bin_start_cap(c) ? bin_start_cap(c) : m;
 }
@@ -86,11 +94,20 @@ constexpr std::size_t start_cap_bytes() {
     for (unsigned c = 1; c < num_classes; ++c) n += std::size_t{bin_start_cap(c)} * sc::class_size[c];
     return n;
 }
+// The largest a bin may grow, in bytes of objects (4 MiB: 1024 of 4 KiB).
+constexpr std::size_t largest_bin_bytes() {
+    std::size_t n = 0;
+    for (unsigned c = 1; c < num_classes; ++c) {
+        const std::size_t b = std::size_t{bin_max_cap(c)} * sc::class_size[c];
+        n = b > n ? b : n;
+    }
+    return n;
+}
 // What the caps of one thread's bins add up to, in bytes of objects: room for
 // every bin at its start and one grown to its largest, so that a thread
 // whose working set is one class holds it without taking from its other
 // bins (rounded up to whole MiB: 6 MiB).
-inline constexpr std::size_t thread_cache_bytes = round_up(start_cap_bytes() + bin_grown_bytes, std::size_t{1} << 20);
+inline constexpr std::size_t thread_cache_bytes = round_up(start_cap_bytes() + largest_bin_bytes(), std::size_t{1} << 20);
 static_assert(thread_cache_bytes <= std::size_t{8} << 20, "a thread's cache stays within 8 MiB");
 // The transfer tier's storage, every class's slots (transfer.h).
 constexpr std::uint32_t class_transfer_slots(unsigned c) {
