@@ -54,4 +54,32 @@ TEST(MapRelease, OldArrayLeavesTheResidentSetWhenEvacuationEnds) {
     }
 }
 
+// Below detail::release_min_bytes the old array is freed as usual: the arena
+// keeps it, still resident, for the next request of its size, which is what
+// the next map to grow through that size asks for.
+TEST(MapRelease, SmallOldArrayStaysForReuse) {
+    using map_type = spanmap::map<std::uint64_t, std::uint64_t>;
+    map_type m;
+    std::uint64_t k = 0;
+    // The growth from 2^9 to 2^10 buckets: the old array, 72 KiB of buckets
+    // and its overflow tail, is large (pages of its own) and far below 4 MiB.
+    while (m.bucket_count() < (std::size_t{1} << 10)) m.emplace(k, k), ++k;
+    const spanmap::map_stats during = m.stats();
+    ASSERT_TRUE(during.growing);
+    const auto old = during.old_buckets;
+    ASSERT_GT(old.end - old.begin, std::size_t{32} << 10);
+    ASSERT_LT(old.end - old.begin, spanmap::detail::release_min_bytes);
+    do {
+        for (int i = 0; i < 64; ++i) m.emplace(k, k), ++k;
+    } while (m.stats().growing);
+    EXPECT_GT(resident(old.begin, old.end), (old.end - old.begin) / 2) << "a small old array was released";
+    // A second map growing through the same sizes gets the array back.
+    map_type m2;
+    std::uint64_t k2 = 0;
+    while (m2.bucket_count() < (std::size_t{1} << 9)) m2.emplace(k2, k2), ++k2;
+    EXPECT_EQ(m2.stats().buckets.begin, old.begin) << "the second map's array of 2^9 buckets is not the first map's old one";
+    for (std::uint64_t i = 0; i < k; ++i) ASSERT_EQ(m.at(i), i);
+    for (std::uint64_t i = 0; i < k2; ++i) ASSERT_EQ(m2.at(i), i);
+}
+
 }  // namespace

@@ -1349,14 +1349,22 @@ private:
     // cleared: the old array goes back to the allocator at once, with the
     // spare overflow buckets set aside for evacuations. Nothing of this map
     // will ask for an array of that size again (it only grows until it is
-    // cleared), so an allocator that can is told to return the array's pages
-    // to the OS now: otherwise the map's resident set stays half as large
-    // again as its array until the allocator's decay period passes.
+    // cleared), so when the array is big (detail::release_min_bytes) an
+    // allocator that can is told to return its pages to the OS now:
+    // otherwise the map's resident set stays half as large again as its
+    // array until the allocator's decay period passes. A smaller array is
+    // freed as usual: it is the size the next small map asks for, and the
+    // allocator keeps it for that request.
     void end_growth() noexcept {
+        const std::size_t old_bytes = h_.old_nalloc * sizeof(bucket);
         if constexpr (detail::releasing_allocator<rebind<bucket>>) {
-            detail::unpoison(h_.oldbuckets, h_.old_nalloc * sizeof(bucket));
-            rebind<bucket> a(alloc_);
-            a.deallocate_release(h_.oldbuckets, h_.old_nalloc);
+            if (old_bytes >= detail::release_min_bytes) {
+                detail::unpoison(h_.oldbuckets, old_bytes);
+                rebind<bucket> a(alloc_);
+                a.deallocate_release(h_.oldbuckets, h_.old_nalloc);
+            } else {
+                deallocate_array(h_.oldbuckets, h_.old_nalloc);
+            }
         } else {
             deallocate_array(h_.oldbuckets, h_.old_nalloc);
         }
