@@ -1516,10 +1516,13 @@ private:
         unsigned empty_i = 0;
         bucket* last = nullptr;  // FindEmpty: the last bucket walked
     };
+    // head is never null: every caller has an array (a map with entries, or
+    // prepare_insert's test), and saying so spares a test per probe.
     template <bool FindEmpty, class K>
     SPANMAP_MAP_INLINE probe_result probe(bucket* head, std::uint8_t top, const K& key) const {
         probe_result r;
-        for (bucket* b = head; b; b = overflow(b)) {
+        bucket* b = head;
+        do {
             const auto th = detail::tophash_word::load(tophash(b));
             for (auto m = th.matching(top); m; m &= m - 1) {
                 const unsigned i = detail::tophash_word::first(m);
@@ -1539,7 +1542,7 @@ private:
                 }
             }
             if (th.has_empty_rest()) break;
-        }
+        } while ((b = overflow(b)) != nullptr);
         return r;
     }
 
