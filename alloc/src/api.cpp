@@ -248,6 +248,27 @@ void spanmap_free_sized(void* p, size_t size) noexcept { free_any(p, size); }
 
 void spanmap_free_release(void* p) noexcept { free_release(p, 0); }
 
+// realloc's shrink in place, with the tail's memory given back to the OS
+// before its pages go back to the heap (outside the heap's lock, as
+// free_release does), so that they join the free set as released pages. The
+// block is checked as a free would check it: a foreign or freed pointer stops
+// the process here too, and so does a size past the block's end.
+void spanmap_shrink_release(void* block, size_t size) noexcept {
+    if (block == nullptr) return;
+    mspan* s = checked_span(block, "shrink_release");
+    if (__builtin_expect(size > span_usable(s), 0)) fatal("shrink_release", block, "size beyond the end of the block");
+    if (s->size_class != 0) return;  // a small object shares its pages
+    const std::size_t want = pages_for(size);
+    if (want >= s->npages) return;
+    const int saved = errno;
+    const std::uintptr_t cut = s->base + want * page_size;
+    const std::size_t bytes = s->end() - cut;
+    os_release(reinterpret_cast<void*>(cut), bytes);
+    poison(reinterpret_cast<void*>(cut), bytes);
+    g.heap.shrink_span(s, want, /*released=*/true);
+    errno = saved;
+}
+
 SPANMAP_ALLOC_TEXT void* spanmap_aligned_alloc(size_t alignment, size_t size) noexcept {
     if (!is_pow2(alignment)) {
         errno = EINVAL;
@@ -318,6 +339,8 @@ void deallocate(void* p, std::size_t size, std::size_t /*alignment*/) noexcept {
 void deallocate_release(void* p, std::size_t size, std::size_t /*alignment*/) noexcept {
     detail::free_release(p, size);
 }
+
+void shrink_release(void* block, std::size_t size) noexcept { spanmap_shrink_release(block, size); }
 
 std::size_t usable_size(const void* p) noexcept { return spanmap_usable_size(p); }
 

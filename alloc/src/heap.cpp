@@ -556,10 +556,10 @@ bool mheap::grow_span(mspan* s, std::size_t npages) noexcept {
     return true;
 }
 
-void mheap::shrink_span(mspan* s, std::size_t npages) noexcept {
+void mheap::shrink_span(mspan* s, std::size_t npages, bool released) noexcept {
     lock_guard g(lock_);
     const std::size_t cut = s->npages - npages;
-    assign((s->base >> page_shift) + npages, cut, nullptr);
+    assign((s->base >> page_shift) + npages, cut, nullptr, released);
     s->npages = static_cast<std::uint32_t>(npages);
     bump(pages_in_use_, -cut);
     bump(large_bytes_freed_, std::uint64_t{cut} * page_size);

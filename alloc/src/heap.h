@@ -66,8 +66,9 @@ public:
     // A large span grown in place over the free pages after it; false if they
     // are not free. The new pages may hold old data.
     bool grow_span(mspan* s, std::size_t npages) noexcept;
-    // A large span cut to npages, its tail returned as free pages.
-    void shrink_span(mspan* s, std::size_t npages) noexcept;
+    // A large span cut to npages, its tail returned as free pages (released:
+    // as for free_span, the caller has given their memory back to the OS).
+    void shrink_span(mspan* s, std::size_t npages, bool released = false) noexcept;
 
     // Gives free pages back to the OS (see scavenge.h): those of words whose
     // last free happened at least min_age ticks before `now`, at most about

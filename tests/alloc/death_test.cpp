@@ -36,6 +36,7 @@ const std::vector<std::string> kBadPointer = {
     "not allocated", "not owned",  "unknown",     "bad pointer",  "middle of",      "interior",
     "not its start", "not the start"};
 const std::vector<std::string> kBadSize = {"size", "class", "mismatch"};
+const std::vector<std::string> kBadRange = {"beyond the end"};
 
 void announce(const void* p) { std::fprintf(stderr, "%s%p\n", kMarker, p); }
 
@@ -218,6 +219,30 @@ TEST_F(AllocDeathTest, FreeAfterFreeReleaseOfLargeObject) {
     spanmap_free_release(p);
     EXPECT_DIES_NAMING(p, spanmap_free(p), kBadPointer);
     EXPECT_DIES_NAMING(p, spanmap_free_release(p), kBadPointer);
+}
+
+// spanmap_shrink_release checks its block as free does, and the size against
+// the block's usable size; the pages it cut off are free, and a pointer into
+// them is no block.
+TEST_F(AllocDeathTest, ShrinkReleaseOfFreedOrForeignBlock) {
+    void* p = spanmap_malloc(200000);
+    spanmap_free(p);
+    EXPECT_DIES_NAMING(p, spanmap_shrink_release(p, 8192), kBadPointer);
+    int local = 0;
+    void* bad = &local;
+    EXPECT_DIES_NAMING(bad, spanmap_shrink_release(bad, 8), kBadPointer);
+}
+
+TEST_F(AllocDeathTest, ShrinkReleasePastTheEndOfTheBlock) {
+    auto* p = static_cast<char*>(spanmap_malloc(200000));
+    const std::size_t usable = spanmap_usable_size(p);
+    EXPECT_DIES_NAMING(p, spanmap_shrink_release(p, usable + 1), kBadRange);
+    spanmap_shrink_release(p, usable);  // the whole block: nothing to cut
+    spanmap_shrink_release(p, 100000);
+    EXPECT_DIES_NAMING(p, spanmap_shrink_release(p, 100000 + 8192), kBadRange) << "the size before the cut";
+    void* cut_off = p + 13 * 8192;  // a page past the new end
+    EXPECT_DIES_NAMING(cut_off, spanmap_free(cut_off), kBadPointer);
+    spanmap_free(p);
 }
 
 TEST_F(AllocDeathTest, SizedFreeReleaseWithTooLargeASize) {

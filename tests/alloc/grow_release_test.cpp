@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -103,6 +104,45 @@ TEST(GrowRelease, FreeReleaseOfASmallObjectIsAFree) {
     void* q = spanmap_malloc(100);  // the bin is a stack: the same object again
     EXPECT_EQ(q, p);
     spanmap_free(q);
+}
+
+// spanmap_shrink_release cuts a live large block in place: the pages past
+// the new size leave the resident set at once and are free, released pages
+// of the heap; the block keeps its address and its first bytes, and is freed
+// as usual afterwards.
+TEST(GrowRelease, ShrinkReleaseGivesBackALiveBlocksTail) {
+    spanmap_free(spanmap_malloc(1));
+    ASSERT_FALSE(spanmap::detail::conf.madv_free) << "MADV_FREE leaves pages resident until the kernel wants them";
+    constexpr std::size_t bytes = std::size_t{1} << 20;
+    constexpr std::size_t page = spanmap::detail::page_size;
+    auto* p = static_cast<unsigned char*>(spanmap_malloc(bytes));
+    ASSERT_NE(p, nullptr);
+    ASSERT_EQ(reinterpret_cast<std::uintptr_t>(p) % page, 0u) << "a large block starts on a heap page";
+    ASSERT_EQ(spanmap_usable_size(p), bytes);
+    std::memset(p, 0xab, bytes);
+    const std::size_t released_before = g.heap.pages_released();
+    // 3 pages and a bit: 4 pages stay, the rest goes.
+    spanmap_shrink_release(p, 3 * page + 100);
+    EXPECT_EQ(spanmap_usable_size(p), 4 * page);
+    EXPECT_EQ(resident(p + 4 * page, bytes - 4 * page), 0u) << "the cut pages stayed resident";
+    EXPECT_EQ(resident(p, 4 * page), 4 * page);
+    EXPECT_GE(g.heap.pages_released(), released_before + (bytes - 4 * page) / page);
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < 4 * page; ++i) wrong += p[i] != 0xab;
+    EXPECT_EQ(wrong, 0u);
+    // Cutting to its own size, or to more, changes nothing.
+    spanmap_shrink_release(p, 4 * page);
+    EXPECT_EQ(spanmap_usable_size(p), 4 * page);
+    spanmap_free(p);
+    // A small object shares its pages with others: nothing happens to them.
+    auto* small = static_cast<unsigned char*>(spanmap_malloc(4096));
+    ASSERT_NE(small, nullptr);
+    std::memset(small, 0x5a, 4096);
+    spanmap_shrink_release(small, 16);
+    EXPECT_EQ(spanmap_usable_size(small), 4096u);
+    EXPECT_EQ(small[4095], 0x5a);
+    spanmap_free(small);
+    spanmap_shrink_release(nullptr, 0);  // as free(NULL): nothing
 }
 
 }  // namespace

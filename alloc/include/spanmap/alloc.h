@@ -24,6 +24,8 @@ void deallocate(void* p) noexcept;
 void deallocate(void* p, std::size_t size, std::size_t alignment = default_alignment) noexcept;
 // deallocate, and a large block's pages back to the OS now (see spanmap_free_release).
 void deallocate_release(void* p, std::size_t size, std::size_t alignment = default_alignment) noexcept;
+// A large block cut in place, its tail back to the OS now (see spanmap_shrink_release).
+void shrink_release(void* block, std::size_t size) noexcept;
 std::size_t usable_size(const void* p) noexcept;
 // What allocate(size, alignment) would make usable: Go's roundupsize.
 std::size_t good_size(std::size_t size, std::size_t alignment = default_alignment) noexcept;
@@ -68,6 +70,9 @@ public:
     void deallocate_release(T* p, std::size_t n) noexcept {
         spanmap::deallocate_release(p, n * sizeof(T), alignof(T));
     }
+    // The live array p cut to its first n elements, the memory after them
+    // back to the OS now (see spanmap_shrink_release); deallocate it with n.
+    void shrink_release(T* p, std::size_t n) noexcept { spanmap::shrink_release(p, n * sizeof(T)); }
 
     template <class U>
     friend constexpr bool operator==(const allocator&, const allocator<U>&) noexcept { return true; }

@@ -38,6 +38,16 @@ void spanmap_free_sized(void* p, size_t size) SPANMAP_NOEXCEPT;
  * scavenger's decay: for a block the program will not want again soon. A
  * small object is freed as by spanmap_free. */
 void spanmap_free_release(void* p) SPANMAP_NOEXCEPT;
+/* A large block (above 32 KiB) cut in place to its first `size` bytes,
+ * rounded up to whole 8 KiB pages (at least one): the pages after them go
+ * back to the heap and their memory to the OS now, as spanmap_free_release
+ * does for a whole block. The block keeps its address and is freed as usual;
+ * spanmap_usable_size says its new size. A small object shares its pages,
+ * and nothing happens. A size past the block's usable size stops the
+ * process, as a bad block pointer does. A growing container gives back a big
+ * array it has finished with a piece at a time this way, where one
+ * spanmap_free_release of it all would stall the caller for milliseconds. */
+void spanmap_shrink_release(void* block, size_t size) SPANMAP_NOEXCEPT;
 /* alignment: any power of two (EINVAL otherwise). */
 void* spanmap_aligned_alloc(size_t alignment, size_t size) SPANMAP_NOEXCEPT;
 void spanmap_free_aligned_sized(void* p, size_t alignment, size_t size) SPANMAP_NOEXCEPT;
