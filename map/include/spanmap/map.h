@@ -234,6 +234,8 @@ private:
         std::uint8_t B = 0;                // log2 of the chain heads in buckets
         std::uint8_t oldB = 0;             // log2 of the chain heads in oldbuckets
         bool lazy = false;                 // new buckets initialised as their old bucket is evacuated
+        bucket* retiring = nullptr;        // a finished old array given back a piece per insert (retire_step)
+        std::size_t retiring_nalloc = 0;   // its buckets not yet given back, from the front
     };
 
     // Go's hashWriting, kept outside hmap so that swapping or stealing a
@@ -1115,6 +1117,7 @@ private:
     // new bucket is initialised when its old bucket is evacuated.
     void hash_grow(std::uint8_t newB, bool lazy) {
         assert(!growing());
+        finish_retiring();  // before the new array is allocated: its pages may serve it
         assert(!lazy || newB == h_.B || newB == h_.B + 1);
         const std::size_t n = array_buckets(newB);
         bucket* nb = allocate_array(n, lazy ? 0 : std::size_t{1} << newB);  // may throw: nothing changed yet
@@ -1355,13 +1358,32 @@ private:
     // array until the allocator's decay period passes. A smaller array is
     // freed as usual: it is the size the next small map asks for, and the
     // allocator keeps it for that request.
+    //
+    // Returning a big array's pages in one call stalls the insert that ends
+    // the growth: 8 ms for the 150 MiB array of a map growing to 8M keys, the
+    // longest pause that growth had (the kernel's work grows with the range,
+    // and past 33 pages x86 Linux flushes the whole TLB). So an allocator that
+    // can cut a live block (spanmap::allocator's shrink_release) is given the
+    // array back a piece at a time instead: it becomes `retiring`, and each
+    // insert of a new key cuts the next piece off its tail (retire_step), the
+    // last one freeing what is left. A map that stops inserting keeps the rest
+    // until it grows again, is cleared or destroyed (map_stats::retiring_bytes).
     void end_growth() noexcept {
         const std::size_t old_bytes = h_.old_nalloc * sizeof(bucket);
         if constexpr (detail::releasing_allocator<rebind<bucket>>) {
             if (old_bytes >= detail::release_min_bytes) {
-                detail::unpoison(h_.oldbuckets, old_bytes);
-                rebind<bucket> a(alloc_);
-                a.deallocate_release(h_.oldbuckets, h_.old_nalloc);
+                if constexpr (detail::shrinking_allocator<rebind<bucket>>) {
+                    finish_retiring();  // an earlier one (a growth cannot end before it is done)
+                    h_.retiring = h_.oldbuckets;
+                    h_.retiring_nalloc = h_.old_nalloc;
+                    // Sends every insert of a new key to prepare_insert_slow,
+                    // which does the work and puts the limit back at the end.
+                    h_.overflow_limit = 0;
+                } else {
+                    detail::unpoison(h_.oldbuckets, old_bytes);
+                    rebind<bucket> a(alloc_);
+                    a.deallocate_release(h_.oldbuckets, h_.old_nalloc);
+                }
             } else {
                 deallocate_array(h_.oldbuckets, h_.old_nalloc);
             }
@@ -1375,6 +1397,31 @@ private:
         h_.nevacuated = 0;
         h_.lazy = false;
         release_spares();
+    }
+
+    // One piece of the retiring array back to the OS: its tail cut by
+    // detail::retire_piece_bytes. The last piece frees the array.
+    void retire_step() noexcept {
+        constexpr std::size_t piece = std::max<std::size_t>(1, detail::retire_piece_bytes / sizeof(bucket));
+        if (h_.retiring_nalloc <= piece) {
+            finish_retiring();
+            return;
+        }
+        h_.retiring_nalloc -= piece;
+        detail::unpoison(h_.retiring + h_.retiring_nalloc, piece * sizeof(bucket));
+        rebind<bucket> a(alloc_);
+        a.shrink_release(h_.retiring, h_.retiring_nalloc);
+    }
+    void finish_retiring() noexcept {
+        if constexpr (detail::shrinking_allocator<rebind<bucket>>) {
+            if (!h_.retiring) return;
+            detail::unpoison(h_.retiring, h_.retiring_nalloc * sizeof(bucket));
+            rebind<bucket> a(alloc_);
+            a.deallocate_release(h_.retiring, h_.retiring_nalloc);
+            h_.retiring = nullptr;
+            h_.retiring_nalloc = 0;
+            h_.overflow_limit = detail::overflow_limit(h_.B);
+        }
     }
 
     // --- insert (Go's mapassign) ------------------------------------------------------------------
@@ -1406,6 +1453,9 @@ private:
             h_.nalloc = 1;
             h_.next_overflow = 1;
         }
+        if constexpr (detail::shrinking_allocator<rebind<bucket>>) {
+            if (h_.retiring) retire_step();
+        }
         const std::uint8_t top = detail::tophash_of(hash);
         for (;;) {
             if (growing()) grow_work(hash);
@@ -1416,7 +1466,8 @@ private:
             unsigned ins_i = r.empty_i;
             if (!growing()) {
                 const bool bigger = h_.count >= h_.load_limit;  // count + 1 > load_limit: over the load factor
-                if (bigger || h_.noverflow >= h_.overflow_limit) {
+                // The limit itself, not h_.overflow_limit: that is 0 while an array retires.
+                if (bigger || h_.noverflow >= detail::overflow_limit(h_.B)) {
                     hash_grow(bigger ? static_cast<std::uint8_t>(h_.B + 1) : h_.B, true);
                     continue;  // the key's place has changed: look again
                 }
@@ -1673,6 +1724,7 @@ private:
     // keeps the current array (its chains left dirty: the caller reinitialises
     // or frees it).
     void destroy_contents() noexcept {
+        finish_retiring();
         if (!h_.buckets) return;
         if (h_.count != 0 || h_.overflow_in_use != 0) {
             const std::size_t n = std::size_t{1} << h_.B;
@@ -1768,6 +1820,7 @@ map_stats map<Key, T, Hash, KeyEqual, Allocator>::stats() const noexcept {
     s.old_buckets_evacuated = h_.nevacuated;
     if (h_.buckets) s.bucket_array_bytes += rounded_bytes(h_.nalloc);
     if (growing()) s.bucket_array_bytes += rounded_bytes(h_.old_nalloc);
+    if (h_.retiring) s.retiring_bytes = h_.retiring_nalloc * sizeof(bucket);
     s.overflow_bytes = h_.overflow_owned * rounded_bytes(1);
     s.load_factor = static_cast<double>(h_.count) / static_cast<double>(bucket_count());
     auto chain_length = [](bucket* b) {
@@ -1864,8 +1917,11 @@ bool map<Key, T, Hash, KeyEqual, Allocator>::check_invariants(char* why, std::si
         return fail("lazy without a growth", 0);
     }
     if (h_.bucket_mask != mask(h_.B)) return fail("bucket_mask is not 2^B - 1", h_.bucket_mask);
-    if (h_.load_limit != detail::load_limit(h_.B) || h_.overflow_limit != detail::overflow_limit(h_.B))
+    if (h_.load_limit != detail::load_limit(h_.B) ||
+        h_.overflow_limit != (h_.retiring ? 0 : detail::overflow_limit(h_.B)))
         return fail("growth limits do not match B", h_.B);
+    if (h_.retiring && (h_.retiring_nalloc == 0 || growing()))
+        return fail("a retiring array fully given back, or one beside a growth", h_.retiring_nalloc);
     if (live != h_.count) return fail("count differs from live slots", live);
     if (overflows != h_.overflow_in_use) return fail("overflow_in_use differs from linked overflow buckets", overflows);
     return true;

@@ -39,6 +39,9 @@ struct map_stats {
     // allocator has; the bytes requested for an allocator without one).
     std::size_t bucket_array_bytes = 0;  // current array plus old array while growing
     std::size_t overflow_bytes = 0;      // separately allocated overflow buckets
+    // A finished old array of 4 MiB or more still being given back to the
+    // OS, a piece per insert of a new key: the bytes of it not yet given back.
+    std::size_t retiring_bytes = 0;
 
     double load_factor = 0;           // count / bucket_count
     std::size_t longest_chain = 0;    // buckets in the longest chain (1 = no overflow; 0 = no buckets)
