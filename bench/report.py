@@ -460,6 +460,8 @@ def targets(res, machine):
         keys = (machine or {}).get("growth_keys")
         if keys:
             ev += f"; run with {fcount(int(keys))} keys, not 8M"
+        rt = (machine or {}).get("realtime")
+        ev += f"; at real-time priority ({rt})" if rt else "; at normal priority (run.sh --rt: real-time)"
         out.append((name, "met" if ab / sm >= 50 else "not met", ev))
 
     # (d) bytes per entry after plain inserts, vs Go's map. A Go map shares

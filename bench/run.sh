@@ -59,6 +59,12 @@ usage: bench/run.sh [options]
                      thread counts of scaling_bench (default 1,2,4,... up to nproc;
                      --quick: 1,2)
   --scaling-time S   seconds per scaling case and round (default 0.5; --quick: 0.05)
+  --rt               the map programs at real-time priority (chrt -f 50; root or CAP_SYS_NICE),
+                     so that the worst insert is the map's and not the scheduler's. Linux's RT
+                     throttling (kernel.sched_rt_runtime_us, 950000 of every 1000000 us by
+                     default) stops such a task for 50 ms each second, which would be the worst
+                     insert: run.sh lifts it (-1) for the run when it may, puts it back on exit,
+                     and the report says which way it ran
   --report-only      only rewrite the report from the results already in the output folder
   -h, --help         this text
 environment: BUILD_DIR; JEMALLOC_SO, TCMALLOC_SO, MIMALLOC_SO (a peer library's path)
@@ -80,6 +86,7 @@ growth_keys=""
 scaling_threads=""
 scaling_time=""
 report_only=0
+rt=0
 while (($#)); do
   opt=$1 val=""
   case $opt in
@@ -96,6 +103,7 @@ while (($#)); do
   case $opt in
     --quick) quick=1 ;;
     --report-only) report_only=1 ;;
+    --rt) rt=1 ;;
     --rounds) rounds=$val ;;
     --build) build=$val ;;
     --out) out=$val ;;
@@ -295,7 +303,7 @@ run_scaling() {
 run_maps() {
   local trace=()
   ((r < rounds)) || trace=(--latency_trace="$latency")
-  run_one map_peers_bench "$logs/map_peers_r$r.txt" env -u LD_PRELOAD "$maps_bin" \
+  run_one map_peers_bench "$logs/map_peers_r$r.txt" "${rt_cmd[@]}" env -u LD_PRELOAD "$maps_bin" \
     --benchmark_repetitions=1 --benchmark_enable_random_interleaving=true "${mt_gbench[@]}" \
     --sizes="$sizes" "${gk_cpp[@]}" "${trace[@]}" --benchmark_context="run_round=$r" \
     --benchmark_out="$raw/map_peers_r$r.json" --benchmark_out_format=json
@@ -305,11 +313,31 @@ run_go() {
   [[ -n $go_bin ]] || return 0
   local trace=()
   ((r < rounds)) || trace=(-latency_trace="$latency")
-  run_one go_map_bench "$logs/go_map_r$r.txt" env -u LD_PRELOAD "$go_bin" \
+  run_one go_map_bench "$logs/go_map_r$r.txt" "${rt_cmd[@]}" env -u LD_PRELOAD "$go_bin" \
     -sizes="$sizes" "${mt_go[@]}" "${gk_go[@]}" "${trace[@]}" -noise_floor -out="$raw/go_map_r$r.json"
 }
 
 unset LD_PRELOAD  # an inherited preload would sit under every allocator
+
+# --rt: real-time priority for the map programs, RT throttling lifted while
+# they run (and put back however run.sh ends).
+rt_cmd=()
+rt_mode=""
+if ((rt)); then
+  chrt -f 50 true 2>/dev/null || die "--rt: chrt -f 50 is refused here (run as root, or grant CAP_SYS_NICE)"
+  rt_cmd=(chrt -f 50)
+  rt_knob=/proc/sys/kernel/sched_rt_runtime_us
+  rt_saved=$(cat "$rt_knob" 2>/dev/null || echo "")
+  if [[ -n $rt_saved && $rt_saved != -1 ]] && { echo -1 >"$rt_knob"; } 2>/dev/null; then
+    trap 'echo "$rt_saved" >"$rt_knob"' EXIT
+    rt_mode="chrt -f 50, RT throttling lifted for the run"
+  elif [[ $rt_saved == -1 ]]; then
+    rt_mode="chrt -f 50, RT throttling off"
+  else
+    rt_mode="chrt -f 50, RT throttling on (${rt_saved:-?} us of each second): a worst insert near 50 ms is the throttle"
+    echo "run.sh: --rt: cannot lift RT throttling ($rt_knob); the worst inserts will include its pauses" >&2
+  fi
+fi
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 load_at_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)
 t_start=$SECONDS
@@ -359,7 +387,7 @@ M_date=$started M_duration_s=$duration M_git_commit=$commit M_git_dirty=${dirty:
 M_build_dir=${build#"$root"/} M_build_type=$build_type M_quick=$quick M_rounds=$rounds \
 M_min_time=$min_time M_sizes=$sizes M_growth_keys=$growth_keys M_load_at_start=$load_at_start \
 M_scaling_threads=${scaling_threads:-"1,2,4,... nproc"} M_scaling_time=$scaling_time M_scaling_rounds=$scaling_rounds \
-M_nproc=$(nproc) \
+M_nproc=$(nproc) M_realtime="$rt_mode" \
 M_cpu_model="$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n1)" \
 M_kernel="$(uname -srm)" \
 M_glibc="$(getconf GNU_LIBC_VERSION 2>/dev/null | sed 's/^glibc //')" \
