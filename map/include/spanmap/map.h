@@ -1362,9 +1362,10 @@ private:
     // Returning a big array's pages in one call stalls the insert that ends
     // the growth: 8 ms for the 150 MiB array of a map growing to 8M keys, the
     // longest pause that growth had (the kernel's work grows with the range,
-    // and past 33 pages x86 Linux flushes the whole TLB). So an allocator that
-    // can cut a live block (spanmap::allocator's shrink_release) is given the
-    // array back a piece at a time instead: it becomes `retiring`, and each
+    // and past 33 pages x86 Linux flushes the whole TLB). So from
+    // detail::retire_min_bytes on, an allocator that can cut a live block
+    // (spanmap::allocator's shrink_release) is given the array back a piece
+    // at a time instead: it becomes `retiring`, and each
     // insert of a new key cuts the next piece off its tail (retire_step), the
     // last one freeing what is left. A map that stops inserting keeps the rest
     // until it grows again, is cleared or destroyed (map_stats::retiring_bytes).
@@ -1372,7 +1373,9 @@ private:
         const std::size_t old_bytes = h_.old_nalloc * sizeof(bucket);
         if constexpr (detail::releasing_allocator<rebind<bucket>>) {
             if (old_bytes >= detail::release_min_bytes) {
-                if constexpr (detail::shrinking_allocator<rebind<bucket>>) {
+                bool retire = false;
+                if constexpr (detail::shrinking_allocator<rebind<bucket>>) retire = old_bytes >= detail::retire_min_bytes;
+                if (retire) {
                     finish_retiring();  // an earlier one (a growth cannot end before it is done)
                     h_.retiring = h_.oldbuckets;
                     h_.retiring_nalloc = h_.old_nalloc;
