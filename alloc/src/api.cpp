@@ -92,6 +92,10 @@ void* fail_enomem() noexcept {
 }
 
 [[noreturn]] __attribute__((noinline, cold)) void bad_free(const char* what, const void* p) noexcept {
+    // Past its first page, a large block has no entry of its own in the page
+    // map (heap.h): say so rather than "no object".
+    if (span_containing(reinterpret_cast<std::uintptr_t>(p)) != nullptr)
+        fatal(what, p, "pointer into the middle of a large object, not its start");
     if (arena_of(reinterpret_cast<std::uintptr_t>(p)) != nullptr)
         fatal(what, p, "double free or invalid pointer (no object of spanmap's heap is allocated there)");
     fatal(what, p, "pointer not allocated by spanmap");

@@ -34,6 +34,9 @@ bool check_arenas(report& r, const mheap& h, std::size_t& pages_in_spans) {
     std::size_t released_total = 0;
     std::size_t reserved_total = 0;
     std::size_t inflight_total = 0;
+    // The large span whose pages the walk is inside, past its first (their
+    // entries are null: heap.h); it may run on into the next arena.
+    const mspan* large = nullptr;
     for (std::size_t i = 0; i < n; ++i) {
         const heap_arena* a = arenas[i];
         if (i > 0 && arenas[i - 1]->base >= a->base) return r.fail("arena list not sorted at %zu", i);
@@ -60,12 +63,22 @@ bool check_arenas(report& r, const mheap& h, std::size_t& pages_in_spans) {
             const mspan* s = a->spans[pg].load(std::memory_order_relaxed);
             const bool is_free = (a->free_bits[pg / 64] >> (pg % 64)) & 1;
             const bool inflight = (a->inflight_bits[pg / 64] >> (pg % 64)) & 1;
+            const unsigned cls = a->page_class[pg].load(std::memory_order_relaxed);
+            if (large != nullptr && addr >= large->end()) large = nullptr;
+            if (large != nullptr) {
+                // Inside a large block: no entry, no class, not free.
+                if (s != nullptr) return r.fail("page %p inside large span %p names a span", (void*)addr, (void*)large->base);
+                if (is_free || inflight || cls != 0 || pg >= a->reserved_pages)
+                    return r.fail("page %p inside large span %p is free, released or unreserved", (void*)addr, (void*)large->base);
+                if (pg >= a->zeroed_base) return r.fail("page %p in use above the arena's zeroed base", (void*)addr);
+                ++pages_in_spans;
+                continue;
+            }
             if (pg >= a->reserved_pages && (is_free || inflight || s != nullptr))
                 return r.fail("page %p: past the arena's reserved pages but not empty", (void*)addr);
             if (inflight && (is_free || s != nullptr)) return r.fail("page %p: being released but free or in a span", (void*)addr);
             if (is_free != (s == nullptr) && pg < a->reserved_pages && !inflight)
                 return r.fail("page %p: free bit and span entry disagree", (void*)addr);
-            const unsigned cls = a->page_class[pg].load(std::memory_order_relaxed);
             if (cls != (s != nullptr ? s->size_class : 0u))
                 return r.fail("page %p: page_class %u, its span's class %u", (void*)addr, cls, s != nullptr ? s->size_class : 0u);
             if (s == nullptr) continue;
@@ -73,6 +86,10 @@ bool check_arenas(report& r, const mheap& h, std::size_t& pages_in_spans) {
             if (addr < s->base || addr >= s->end()) return r.fail("page %p maps to span %p not covering it", (void*)addr, (void*)s->base);
             if (s->state == span_state::idle) return r.fail("page %p maps to an idle span", (void*)addr);
             if (pg >= a->zeroed_base) return r.fail("page %p in use above the arena's zeroed base", (void*)addr);
+            if (s->state == span_state::large) {
+                if (addr != s->base) return r.fail("page %p of large span %p past its first names it", (void*)addr, (void*)s->base);
+                large = s;
+            }
         }
     }
     if (released_total != h.pages_released())

@@ -326,7 +326,27 @@ void mheap::release_page_map(heap_arena* a, std::uint32_t lo, std::uint32_t hi) 
     release_zeroed(&a->page_class[lo], &a->page_class[hi]);
 }
 
-bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s, bool released) noexcept {
+mspan* span_containing(std::uintptr_t addr) noexcept {
+    if (mspan* s = span_of(addr)) return s;
+    const heap_arena* a = arena_of(addr);
+    if (a == nullptr) return nullptr;
+    // Back to the nearest named page, across arenas while they are adjacent
+    // (a large span may start in the arena below).
+    std::uintptr_t pg = (addr - a->base) >> page_shift;
+    for (;;) {
+        while (pg > 0) {
+            mspan* s = a->spans[--pg].load(std::memory_order_relaxed);
+            if (s == nullptr) continue;
+            const bool holds = s->size_class == 0 && addr >= s->base && addr - s->base < std::uintptr_t{s->npages} << page_shift;
+            return holds ? s : nullptr;
+        }
+        a = arena_of(a->base - 1);
+        if (a == nullptr) return nullptr;
+        pg = pages_per_arena;
+    }
+}
+
+bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s, bool released, std::size_t mapped) noexcept {
     // A page is known to be zero if the heap never handed it out, or if its
     // memory went back to the OS with an advice that zero-fills (see scavenge.h).
     const bool released_is_zero = os_release_zeroes();
@@ -346,11 +366,13 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s, bool released)
         // free racing with this (of a pointer that is not out) never finds
         // a class without a span.
         const std::uint8_t cls = s != nullptr ? s->size_class : 0;
+        const std::uintptr_t map_end = first + mapped;
+        const auto map_hi = static_cast<std::uint32_t>((map_end < stop ? (map_end > page ? map_end : page) : stop) - arena_first);
         if (s == nullptr)
-            for (std::uint32_t i = lo; i < hi; ++i) a->page_class[i].store(0, std::memory_order_relaxed);
-        for (std::uint32_t i = lo; i < hi; ++i) a->spans[i].store(s, std::memory_order_relaxed);
+            for (std::uint32_t i = lo; i < map_hi; ++i) a->page_class[i].store(0, std::memory_order_relaxed);
+        for (std::uint32_t i = lo; i < map_hi; ++i) a->spans[i].store(s, std::memory_order_relaxed);
         if (cls != 0)
-            for (std::uint32_t i = lo; i < hi; ++i) a->page_class[i].store(cls, std::memory_order_relaxed);
+            for (std::uint32_t i = lo; i < map_hi; ++i) a->page_class[i].store(cls, std::memory_order_relaxed);
         // The bitmaps a word (64 pages) at a time: a large span costs one
         // store per page above, not a read-modify-write of three bitmaps.
         for (std::uint32_t w = lo >> 6; w <= (hi - 1) >> 6; ++w) {
@@ -503,7 +525,7 @@ mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned s
     s->base = first << page_shift;
     s->npages = static_cast<std::uint32_t>(npages);
     s->size_class = static_cast<std::uint8_t>(size_class);
-    s->needzero = assign(first, npages, s);
+    s->needzero = assign(first, npages, s, false, size_class != 0 ? npages : 1);
     if (size_class != 0) {
         s->elem_size = sc::class_size[size_class];
         s->nelems = static_cast<std::uint32_t>(npages * page_size / s->elem_size);
@@ -530,7 +552,7 @@ mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned s
 
 void mheap::free_span(mspan* s, bool released) noexcept {
     lock_guard g(lock_);
-    assign(s->base >> page_shift, s->npages, nullptr, released);
+    assign(s->base >> page_shift, s->npages, nullptr, released, s->state == span_state::small ? s->npages : 1);
     bump(pages_in_use_, -std::size_t{s->npages});
     if (s->state == span_state::small) {
         bump(small_spans_, std::size_t(-1));
@@ -549,7 +571,7 @@ bool mheap::grow_span(mspan* s, std::size_t npages) noexcept {
     const std::uintptr_t end = s->end() >> page_shift;
     const std::size_t extra = npages - s->npages;
     if (!pages_free(end, extra)) return false;
-    assign(end, extra, s);
+    assign(end, extra, s, false, 0);
     s->npages = static_cast<std::uint32_t>(npages);
     bump(pages_in_use_, extra);
     bump(large_bytes_alloc_, std::uint64_t{extra} * page_size);
@@ -559,7 +581,7 @@ bool mheap::grow_span(mspan* s, std::size_t npages) noexcept {
 void mheap::shrink_span(mspan* s, std::size_t npages, bool released) noexcept {
     lock_guard g(lock_);
     const std::size_t cut = s->npages - npages;
-    assign((s->base >> page_shift) + npages, cut, nullptr, released);
+    assign((s->base >> page_shift) + npages, cut, nullptr, released, 0);
     s->npages = static_cast<std::uint32_t>(npages);
     bump(pages_in_use_, -cut);
     bump(large_bytes_freed_, std::uint64_t{cut} * page_size);

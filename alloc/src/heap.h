@@ -1,10 +1,21 @@
 // mheap: the page heap. See DESIGN.md for the overview.
 //
 // Owns every arena (64 MiB of address space, aligned to its size, reserved
-// with mmap a step at a time as the heap grows: see grow()), the page map that takes an address to its span, and every page: a
-// page is either in exactly one span or free, and a free page is only a set
-// bit in its arena's bitmap — free runs need no span objects and coalesce by
-// themselves when a neighbour's bits are set.
+// with mmap a step at a time as the heap grows: see grow()), the page map that
+// takes an address to its span, and every page: a page is either in exactly
+// one span or free, and a free page is only a set bit in its arena's bitmap —
+// free runs need no span objects and coalesce by themselves when a
+// neighbour's bits are set.
+//
+// The page map names every page of a small span, since a free may point at
+// any of its objects, but only the first page of a large one: a large block
+// is freed by its start, so its other pages' entries would serve only
+// diagnostics, and writing and clearing one per page cost about eight
+// instructions a page under the heap's lock — most of a 1 MiB block's
+// malloc/free, and the lock two threads then queued on. Every other entry is
+// null, so an address inside a large block finds its span by walking back to
+// the nearest named page (span_containing); growing or cutting a large span
+// in place writes no entry at all.
 //
 // Placement is address-ordered first fit, as Go's page allocator: the lowest
 // run of free pages that fits (and meets the alignment) wins, across arena
@@ -122,8 +133,11 @@ private:
     // `bytes` of fresh address space at a multiple of `align`, or 0.
     std::uintptr_t reserve_region(std::size_t bytes, std::size_t align) noexcept;
     // Pages [first, first + n) (global page numbers) handed to s, or back to free
-    // when s is null. Returns whether any of them was handed out before.
-    bool assign(std::uintptr_t first, std::size_t n, mspan* s, bool released = false) noexcept;
+    // when s is null; the page map's entries of the first `mapped` of them are
+    // set to s (all of a small span's, a large span's first, none when a
+    // large span grows or shrinks in place). Returns whether any of them was
+    // handed out before.
+    bool assign(std::uintptr_t first, std::size_t n, mspan* s, bool released, std::size_t mapped) noexcept;
     bool pages_free(std::uintptr_t first, std::size_t n) const noexcept;
     // The in-flight pages `bits` of word w of a, back in the free set (and
     // the released set when their madvise ran).

@@ -369,11 +369,13 @@ inline bool is_handed_object_start(const mspan* s, std::uintptr_t addr) noexcept
 // the lock that carved it).
 struct heap_arena {
     std::uintptr_t base;
-    std::atomic<mspan*> spans[pages_per_arena];  // page -> span; null for free pages
+    // page -> span, for every page of a small span and the first page of a
+    // large one (heap.h); null for the rest, free pages among them.
+    std::atomic<mspan*> spans[pages_per_arena];
     // page -> its span's size class; 0 for a large span's pages and free
-    // pages. A copy of spans[i]->size_class (spans[i] null <=> 0 here, for
-    // free pages), kept so that free finds its bin with one load fewer on
-    // the chain of dependent loads from the pointer to the bin.
+    // pages. A copy of spans[i]->size_class (spans[i] null => 0 here), kept
+    // so that free finds its bin with one load fewer on the chain of
+    // dependent loads from the pointer to the bin.
     std::atomic<std::uint8_t> page_class[pages_per_arena];
     std::uint64_t free_bits[arena_bitmap_words];  // 1 = page free
     // 1 = a free page whose memory went back to the OS; always a subset of
@@ -430,11 +432,21 @@ inline heap_arena* arena_of(std::uintptr_t addr) noexcept {
     return leaf->arena[i & (arena_leaf_entries - 1)].load(std::memory_order_acquire);
 }
 
-// The span holding addr, or nullptr when no span of ours does.
+// The span the page map names for addr's page: the small span holding addr,
+// or the large span starting on that page; nullptr otherwise (heap.h), inside
+// a large block past its first page included.
 inline mspan* span_of(std::uintptr_t addr) noexcept {
     heap_arena* a = arena_of(addr);
     if (a == nullptr) return nullptr;
     return a->spans[(addr >> page_shift) & (pages_per_arena - 1)].load(std::memory_order_relaxed);
 }
+
+// The span holding addr, large or small, or nullptr when none does: span_of,
+// or a walk back over the page map to the large span whose first page is the
+// nearest named one before addr (heap.cpp). The walk is as long as the block,
+// so it serves diagnostics and introspection, never a fast path. Read under
+// the heap's lock for an exact answer; without it, a span made or undone
+// meanwhile may or may not be seen.
+mspan* span_containing(std::uintptr_t addr) noexcept;
 
 }  // namespace spanmap::detail

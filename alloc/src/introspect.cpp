@@ -92,18 +92,22 @@ void shape_from_walk(heap_shape& h) {
     const std::size_t n = g.heap.arenas();
     heap_arena* const* arenas = g.heap.arena_list();
     h.arenas = n;
+    // The end of the last large span seen: the page map names only its first
+    // page (heap.h), and it may run on into the next arena.
+    std::uintptr_t large_end = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const heap_arena* a = arenas[i];
         for (std::size_t pg = 0; pg < a->reserved_pages; ++pg) {
+            const std::uintptr_t addr = a->base + pg * detail::page_size;
             const mspan* s = a->spans[pg].load(std::memory_order_relaxed);
             if (s == nullptr) {
-                ++h.pages_idle;
+                ++(addr < large_end ? h.pages_in_use : h.pages_idle);
                 continue;
             }
             ++h.pages_in_use;
-            // A span is counted at its first page (a large one may start in
-            // the arena before).
-            if (s->base != a->base + pg * detail::page_size) continue;
+            // A span is counted at its first page.
+            if (s->base != addr) continue;
+            if (s->state != span_state::small) large_end = s->end();
             ++h.span_records;
             if (s->state == span_state::small) {
                 ++h.spans[s->size_class];
@@ -238,7 +242,7 @@ address_facts look_up(const void* ptr) noexcept {
         unsigned c = 0;
         {
             lock_guard heap(g.heap.lock());
-            const mspan* s = span_of(p);
+            const mspan* s = span_containing(p);
             if (s == nullptr) {
                 r.where = place::idle_page;
                 return r;

@@ -274,6 +274,30 @@ TEST_F(AllocDeathTest, DoubleFreeOfHugeObject) {
     EXPECT_DIES_NAMING(p, spanmap_free(p), kBadPointer);
 }
 
+// Past its first page a large block has no page-map entry of its own: a
+// pointer anywhere inside it is still named as one into a large object, for
+// every call that checks it — across an arena's end in a block of 150 MiB,
+// and in a block that grew in place over pages that were free.
+TEST_F(AllocDeathTest, PointerIntoALargeBlockIsNamedAsOne) {
+    const std::vector<std::string> kInterior = {"middle of a large object"};
+    for (const std::size_t size : {std::size_t{100000}, std::size_t{1} << 20, std::size_t{150} << 20}) {
+        auto* p = static_cast<char*>(spanmap_malloc(size));
+        ASSERT_NE(p, nullptr);
+        for (const std::size_t off : {std::size_t{8192}, size / 2 + 24, size - 16}) {
+            void* bad = p + off;
+            EXPECT_DIES_NAMING(bad, spanmap_free(bad), kInterior) << size << " bytes, offset " << off;
+            EXPECT_DIES_NAMING(bad, (void)spanmap_realloc(bad, 10), kInterior) << size << " bytes, offset " << off;
+        }
+        spanmap_free(p);
+    }
+    auto* q = static_cast<char*>(spanmap_malloc(100000));
+    auto* grown = static_cast<char*>(spanmap_realloc(q, 400000));
+    ASSERT_NE(grown, nullptr);
+    void* bad = grown + 300000;
+    EXPECT_DIES_NAMING(bad, spanmap_free(bad), kInterior);
+    spanmap_free(grown);
+}
+
 TEST_F(AllocDeathTest, DoubleFreeThroughSizedAndCxxApis) {
     void* p = spanmap_malloc(200);
     spanmap_free_sized(p, 200);

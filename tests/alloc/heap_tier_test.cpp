@@ -239,14 +239,23 @@ public:
     }
 
     // Every reserved page maps to the span the model says holds it, or to none.
+    // The page map names every page of a small span and the first of a large
+    // one; span_containing finds the span of any page.
+    mspan* named_at(page_t p) const {
+        const auto it = owner(p);
+        if (it == live_.end()) return nullptr;
+        return it->second.size_class != 0 || p == it->first ? it->second.s : nullptr;
+    }
+
     ::testing::AssertionResult page_map_agrees() const {
         for (const auto& [w, bits] : reserved_) {
             for (unsigned b = 0; b < 64; ++b) {
                 if (!(bits >> b & 1)) continue;
                 const page_t p = w * 64 + b;
-                const mspan* want = span_at(p);
-                if (span_of(addr_of(p)) != want)
-                    return ::testing::AssertionFailure() << "page " << p << " maps to " << span_of(addr_of(p)) << ", model says " << want;
+                if (span_of(addr_of(p)) != named_at(p))
+                    return ::testing::AssertionFailure() << "page " << p << " names " << span_of(addr_of(p)) << ", model says " << named_at(p);
+                if (span_containing(addr_of(p) + page_size / 2) != span_at(p))
+                    return ::testing::AssertionFailure() << "page " << p << " is in " << span_containing(addr_of(p)) << ", model says " << span_at(p);
             }
         }
         return ::testing::AssertionSuccess();
@@ -268,14 +277,24 @@ private:
 
 // The pages of [first, first + n) each map to s; the pages just outside to
 // whatever the model says holds them.
+// Pages [first, first + n) are s's (free when s is null): the page map names
+// s on each of them when s is small, on the first only when it is large, and
+// span_containing finds s from any byte of them; the pages either side
+// belong to whom the model says.
 ::testing::AssertionResult mapped_to(const heap_model& m, page_t first, std::size_t n, const mspan* s) {
-    for (page_t p = first; p < first + n; ++p)
-        if (span_of(addr_of(p)) != s)
-            return ::testing::AssertionFailure() << "page " << p - first << " of " << n << " maps to " << span_of(addr_of(p));
+    for (page_t p = first; p < first + n; ++p) {
+        const mspan* named = s != nullptr && (s->size_class != 0 || p == first) ? s : nullptr;
+        if (span_of(addr_of(p)) != named)
+            return ::testing::AssertionFailure() << "page " << p - first << " of " << n << " names " << span_of(addr_of(p));
+        for (const std::uintptr_t at : {addr_of(p), addr_of(p) + page_size - 1})
+            if (span_containing(at) != s)
+                return ::testing::AssertionFailure() << "page " << p - first << " of " << n << " is in " << span_containing(at);
+    }
     for (const page_t p : {first - 1, first + n}) {
-        const mspan* want = m.span_at(p);
-        if (m.page_reserved(p) && span_of(addr_of(p)) != want)
-            return ::testing::AssertionFailure() << "the neighbour page " << p << " maps to " << span_of(addr_of(p));
+        if (m.page_reserved(p) && span_of(addr_of(p)) != m.named_at(p))
+            return ::testing::AssertionFailure() << "the neighbour page " << p << " names " << span_of(addr_of(p));
+        if (m.page_reserved(p) && span_containing(addr_of(p)) != m.span_at(p))
+            return ::testing::AssertionFailure() << "the neighbour page " << p << " is in " << span_containing(addr_of(p));
     }
     return ::testing::AssertionSuccess();
 }
@@ -515,10 +534,13 @@ TEST(HeapTier, TwoHeapsKeepToThemselves) {
         twos.push_back(two.alloc_span(1 + i % 5, 1, 0));
         ASSERT_TRUE(ones.back() && twos.back());
     }
+    // Each span named at its first page, found from every page.
     auto maps_back = [](const std::vector<mspan*>& spans) {
-        for (mspan* s : spans)
+        for (mspan* s : spans) {
+            if (span_of(s->base) != s) return false;
             for (std::uintptr_t p = s->base; p < s->end(); p += page_size)
-                if (span_of(p) != s) return false;
+                if (span_containing(p) != s) return false;
+        }
         return true;
     };
     EXPECT_TRUE(maps_back(ones));
