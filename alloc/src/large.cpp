@@ -13,10 +13,35 @@ void large_cache::unlink(mspan* s, std::uint32_t npages) noexcept {
     else
         heads_[npages] = s->next;
     if (s->next != nullptr) s->next->prev = s->prev;
+    if (heads_[npages] == nullptr) nonempty_[npages / 64] &= ~(std::uint64_t{1} << (npages % 64));
     s->next = nullptr;
     s->prev = nullptr;
     bump(pages_, -std::size_t{npages});
     bump(spans_, std::size_t(-1));
+}
+
+std::uint32_t large_cache::first_nonempty(std::size_t npages) const noexcept {
+    if (npages > max_pages) return 0;
+    std::size_t w = npages / 64;
+    std::uint64_t bits = nonempty_[w] & (~std::uint64_t{0} << (npages % 64));
+    while (bits == 0) {
+        if (++w == nonempty_words) return 0;
+        bits = nonempty_[w];
+    }
+    return static_cast<std::uint32_t>(w * 64 + static_cast<std::size_t>(__builtin_ctzll(bits)));
+}
+
+mspan* large_cache::take_fit(std::size_t npages) noexcept {
+    if (npages > max_pages) return nullptr;
+    lock_guard lk(lock_);
+    const std::uint32_t np = first_nonempty(npages);
+    if (np == 0) return nullptr;
+    mspan* s = heads_[np];
+    unlink(s, np);
+    s->parked.store(false, std::memory_order_relaxed);
+    bump(ntake_);
+    bump(bytes_taken_, std::uint64_t{np} * page_size);
+    return s;
 }
 
 mspan* large_cache::take(std::size_t npages) noexcept {
@@ -43,6 +68,7 @@ bool large_cache::put(mspan* s, const void* ptr) noexcept {
     s->next = heads_[n];
     if (heads_[n] != nullptr) heads_[n]->prev = s;
     heads_[n] = s;
+    nonempty_[n / 64] |= std::uint64_t{1} << (n % 64);
     bump(pages_, std::size_t{n});
     bump(spans_);
     bump(nput_);
@@ -53,7 +79,7 @@ bool large_cache::put(mspan* s, const void* ptr) noexcept {
 std::size_t large_cache::take_old(std::uint32_t now, std::uint32_t min_age, mspan** out, std::size_t room) noexcept {
     lock_guard lk(lock_);
     std::size_t n = 0;
-    for (std::uint32_t np = 1; np <= max_pages && n < room && spans_.load(std::memory_order_relaxed) != 0; ++np) {
+    for (std::uint32_t np = first_nonempty(1); np != 0 && n < room; np = first_nonempty(np + 1)) {
         for (mspan* s = heads_[np]; s != nullptr && n < room;) {
             mspan* next = s->next;
             if (min_age == 0 || now - s->parked_tick >= min_age) {
@@ -246,6 +272,20 @@ bool large_slots_put(thread_large_slots& t, mspan* s) noexcept {
     return true;
 }
 
+mspan* large_slots_take_fit(thread_large_slots& t, std::size_t npages) noexcept {
+    unsigned best = thread_large_slots::nslots;
+    std::uint32_t best_pages = ~std::uint32_t{0};
+    for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
+        const std::uint32_t np = t.pages[i].load(std::memory_order_relaxed);
+        if (np >= npages && np < best_pages) {
+            best = i;
+            best_pages = np;
+        }
+    }
+    // A trimmer may have emptied it: then it is a miss.
+    return best == thread_large_slots::nslots ? nullptr : large_slot_take_back(t, best, best_pages);
+}
+
 void large_slots_flush(thread_large_slots& t) noexcept {
     for (unsigned i = 0; i < thread_large_slots::nslots; ++i) evict(t, i);
 }
@@ -291,18 +331,22 @@ void large_cache_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
 }
 
 mspan* large_alloc_span(std::size_t npages, std::size_t align_pages, thread_large_slots* t) noexcept {
-    // A miss in the thread's slots while they and the central cache hold as
-    // many pages: the slots go to the central cache, and on to the heap below
-    // if nothing there serves it.
-    if (t != nullptr) {
-        const std::size_t held = large_slots_pages(*t);
-        if (held != 0 && held + g.large.pages() >= npages) large_slots_flush(*t);
-    }
+    // No exact fit in the thread's slots (alloc_large tried): the smallest
+    // parked span that fits, the thread's own first, cut to size. The cut
+    // takes the heap's lock, never with the cache's held.
     if (align_pages <= 1) {
-        if (mspan* s = g.large.take(npages)) return s;
+        mspan* s = t != nullptr ? large_slots_take_fit(*t, npages) : nullptr;
+        if (s == nullptr) s = g.large.take_fit(npages);
+        if (s != nullptr) {
+            if (s->npages > npages) g.heap.shrink_span(s, npages);
+            return s;
+        }
     }
-    // A miss: pages parked here that could serve it go back to the heap
-    // first, so the heap reuses them rather than growing.
+    // Nothing parked fits alone: if all of it together could serve the
+    // request, it goes back to the heap first, where it coalesces, so that
+    // the heap reuses those pages rather than growing.
+    const std::size_t held = t != nullptr ? large_slots_pages(*t) : 0;
+    if (held != 0 && held + g.large.pages() >= npages) large_slots_flush(*t);
     if (g.large.pages() >= npages) central_trim(0, 0);
     return g.heap.alloc_span(npages, align_pages, 0);
 }

@@ -13,9 +13,15 @@
 //
 // What it may hold is bounded — spans of at most `max_pages`, at most
 // `max_bytes` in all — and it does not let the heap grow while it holds
-// enough pages to serve the request: a miss that finds that many pages here
-// first gives them all back to the heap, where they coalesce with their
-// neighbours. The scavenger gives back spans parked longer than the decay
+// enough pages to serve the request. A request that no parked span fits
+// exactly takes the smallest one larger than it, cut to size: the pages past
+// the block go back to the heap (mheap::shrink_span, a few bitmap words and
+// no page-map entry), so a program whose large sizes vary — a few live
+// buffers of random sizes replaced one at a time — is served from what it
+// freed with one lock and one cut, where giving every parked span back and
+// carving anew cost a lock per span. Only when no parked span is large
+// enough, but all of them together are, do they all go back to the heap,
+// where they coalesce with their neighbours. The scavenger gives back spans parked longer than the decay
 // period (large_cache_trim), and release_free_memory all of them.
 //
 // A parked span is free: its `cached` flag is set, so a second free of its
@@ -36,9 +42,12 @@
 // a loop), so costs no more than glibc's, whose top chunk is as near at hand.
 // What a thread may hoard is bounded: four spans, 4 MiB in all (the largest
 // span the central cache keeps, and as much again as the small bins' bound);
-// a span that does not fit pushes the oldest out to the central cache. A miss
-// while the slots hold at least the pages asked for empties them into the
-// central cache first, whose own rule then lets the pages coalesce.
+// a span that does not fit pushes the oldest out to the central cache. A
+// request that no slot holds exactly takes the smallest slot that fits, cut
+// to size, before it looks at the central cache; one that nothing parked
+// fits, while the slots and the central cache hold at least the pages asked
+// for, empties the slots into the central cache, whose own rule then lets the
+// pages coalesce.
 //
 // The slots are written by their owner alone, except that the scavenger can
 // take spans out of an idle thread's slots: every tick it takes those parked
@@ -81,6 +90,9 @@ public:
 
     // A parked span of exactly npages, no longer parked; nullptr on a miss.
     mspan* take(std::size_t npages) noexcept;
+    // The smallest parked span of npages or more, no longer parked (for the
+    // caller to cut to size); nullptr when none is that large.
+    mspan* take_fit(std::size_t npages) noexcept;
     // Parks the live large span s, freed by the program; false when it does
     // not fit (too big, or the cache is full), and then s is untouched. A span
     // already parked is a double free: the process stops naming ptr.
@@ -105,10 +117,17 @@ public:
 private:
     void unlink(mspan* s, std::uint32_t npages) noexcept;
 
+    // The page count of the first non-empty list from npages up; 0 if none.
+    std::uint32_t first_nonempty(std::size_t npages) const noexcept;
+
     mutex lock_;
     // One list per page count, newest first, through the spans' next/prev
     // (a large span is on no mcentral list).
     mspan* heads_[max_pages + 1] = {};
+    // Bit n set: heads_[n] is not empty. A best fit or a trim looks at a few
+    // words, not at every list.
+    static constexpr std::size_t nonempty_words = (max_pages + 64) / 64;
+    std::uint64_t nonempty_[nonempty_words] = {};
     // Written under the lock; read without it by statistics.
     std::atomic<std::size_t> pages_{0};
     std::atomic<std::size_t> spans_{0};
@@ -188,22 +207,31 @@ inline mspan* slot_take(thread_large_slots& t, unsigned i) noexcept {
     return s;
 }
 
+// The owner takes back the span of slot i, which it parked with npages
+// pages; nullptr when a trimmer took it first.
+inline mspan* large_slot_take_back(thread_large_slots& t, unsigned i, std::uint32_t npages) noexcept {
+    t.pages[i].store(0, std::memory_order_relaxed);
+    t.held -= npages;
+    mspan* s = slot_take(t, i);
+    if (s == nullptr) return nullptr;
+    s->parked.store(false, std::memory_order_relaxed);
+    bump(t.ntake);
+    bump(t.bytes_taken, std::uint64_t{npages} * page_size);
+    return s;
+}
+
 // The owner's span of exactly npages from its slots, no longer parked;
 // nullptr on a miss.
 inline mspan* large_slots_take(thread_large_slots& t, std::size_t npages) noexcept {
     for (unsigned i = 0; i < thread_large_slots::nslots; ++i) {
         if (t.pages[i].load(std::memory_order_relaxed) != npages) continue;
-        t.pages[i].store(0, std::memory_order_relaxed);
-        t.held -= static_cast<std::uint32_t>(npages);
-        mspan* s = slot_take(t, i);
-        if (s == nullptr) continue;  // a trimmer took it
-        s->parked.store(false, std::memory_order_relaxed);
-        bump(t.ntake);
-        bump(t.bytes_taken, std::uint64_t{npages} * page_size);
-        return s;
+        if (mspan* s = large_slot_take_back(t, i, static_cast<std::uint32_t>(npages))) return s;
     }
     return nullptr;
 }
+// The smallest span of npages or more in the owner's slots, no longer parked
+// (for the caller to cut to size); nullptr when none is that large.
+mspan* large_slots_take_fit(thread_large_slots& t, std::size_t npages) noexcept;
 // The owner parks its live large span s (checked, not parked) in a slot,
 // pushing older spans out to the central cache to make room; false when s
 // is too big for the slots.

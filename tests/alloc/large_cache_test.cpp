@@ -1,6 +1,7 @@
 // The large cache (alloc/src/large.h): freed large spans kept whole for the
-// next request of their page count, within its bounds, and given back to the
-// heap when a miss could use their pages or a release asks for them.
+// next request of their page count, cut to size for a smaller one, within its
+// bounds, and given back to the heap when a miss could use their pages or a
+// release asks for them.
 #include "test_util.h"
 
 #include <spanmap/alloc.h>
@@ -55,6 +56,51 @@ TEST_F(LargeCache, SpansAboveItsSizeAndBeyondItsBoundGoStraightBack) {
     // The thread's slots keep one, the central cache the next eight.
     EXPECT_EQ(info().large_cached_bytes, kSlotsBound + kCacheBound);
     EXPECT_EQ(info().large_cached_objects, 1 + kCacheBound / kMaxCachedBytes);
+}
+
+// No parked span of the page count asked for: the smallest one larger serves
+// it, cut to size — the thread's own slots first, then the central cache —
+// and the pages past the block go back to the heap, free.
+TEST_F(LargeCache, ASmallerRequestIsCutFromTheSmallestSpanThatFits) {
+    const auto start = info();
+    auto* big = static_cast<char*>(spanmap_malloc(2 * MiB));
+    auto* mid = static_cast<char*>(spanmap_malloc(MiB));
+    fill_pattern(big, 2 * MiB, 1);
+    fill_pattern(mid, MiB, 2);
+    spanmap_free(big);
+    spanmap_free(mid);
+    ASSERT_EQ(info().large_cached_objects, 2u);
+    // 700 KiB: the 1 MiB span, not the 2 MiB one, cut to 88 pages.
+    constexpr std::size_t kCut = 700 * 1024;
+    auto* p = static_cast<char*>(spanmap_calloc(1, kCut));
+    EXPECT_EQ(p, mid);
+    EXPECT_EQ(first_nonzero(p, kCut), -1);
+    EXPECT_EQ(spanmap_usable_size(p), round_up(kCut, kPage));
+    EXPECT_EQ(info().large_cached_objects, 1u);
+    EXPECT_EQ(info().large_cached_bytes, 2 * MiB);
+    EXPECT_EQ(info().pages_in_use, start.pages_in_use + (2 * MiB + round_up(kCut, kPage)) / kPage);
+    EXPECT_TRUE(invariants_hold());
+    // The cut-off pages are free: the block grows back over them in place.
+    fill_pattern(p, kCut, 3);
+    auto* grown = static_cast<char*>(spanmap_realloc(p, MiB));
+    EXPECT_EQ(grown, p);
+    EXPECT_EQ(check_pattern(grown, kCut, 3), -1);
+    spanmap_free(grown);
+
+    // A 4 MiB span fills the slots; the next free pushes it out to the
+    // central cache, which then serves a 3 MiB request from it.
+    spanmap::release_free_memory();
+    auto* four = static_cast<char*>(spanmap_malloc(kMaxCachedBytes));
+    auto* two = static_cast<char*>(spanmap_malloc(2 * MiB));
+    spanmap_free(four);
+    spanmap_free(two);
+    ASSERT_EQ(info().large_cached_objects, 2u);
+    auto* q = static_cast<char*>(spanmap_malloc(3 * MiB));
+    EXPECT_EQ(q, four);
+    EXPECT_EQ(spanmap_usable_size(q), 3 * MiB);
+    EXPECT_EQ(info().large_cached_bytes, 2 * MiB);
+    EXPECT_TRUE(invariants_hold());
+    spanmap_free(q);
 }
 
 TEST_F(LargeCache, AMissGivesParkedPagesBackBeforeTheHeapGrows) {
