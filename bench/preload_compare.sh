@@ -60,7 +60,8 @@ for f in os.listdir(out):
     for b in json.load(open(os.path.join(out, f)))["benchmarks"]:
         if "per_op" in b:
             t.setdefault((b["name"], name), []).append(b["per_op"] * 1e9)
-cases = sorted({c for c, _ in t}, key=lambda c: (c.split("/")[0], int(c.split("/")[1])))
+# Cases without a size (realloc_growth, workload) sort first in their group.
+cases = sorted({c for c, _ in t}, key=lambda c: (c.split("/")[0], int(c.split("/")[1]) if "/" in c else 0))
 alloc = sorted({a for _, a in t}, key=lambda a: (a in spanmaps, a))
 peers = [a for a in alloc if a not in spanmaps and a != "glibc"]
 print(f"median of {rounds} rounds, ns per op (lower is better); best/x = best of {', '.join(peers)} over x")
