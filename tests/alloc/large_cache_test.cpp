@@ -9,8 +9,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <random>
+#include <thread>
 #include <vector>
 
 namespace spanmap::test {
@@ -170,6 +172,66 @@ TEST_F(LargeCache, RandomLargeTrafficKeepsEveryBlockItsOwn) {
     spanmap::release_free_memory();
     EXPECT_EQ(info().large_cached_objects, 0u);
     EXPECT_EQ(info().large_objects, 0u);
+}
+
+// Threads that each keep a few large blocks of random sizes and replace one
+// at a time — the traffic that cuts parked spans to size — while every
+// eighth block goes to the next thread, which frees it into its own slots.
+// Each block carries its size, seed and pattern at both ends: a span cut
+// while another block still used its pages, or handed to two threads, breaks
+// one of them.
+TEST_F(LargeCache, ThreadsCuttingParkedSpansKeepEveryBlockTheirOwn) {
+    constexpr unsigned kThreads = 4;
+    constexpr std::size_t kWindow = 8;
+    constexpr std::size_t kEdge = 4096;
+    const std::size_t steps = scaled(3000, 400);
+    std::atomic<void*> handoff[kThreads] = {};
+    std::atomic<unsigned> bad{0};
+    // [size, seed] then the pattern at both ends.
+    auto make = [](rng& r, std::uint64_t seed) -> void* {
+        const std::size_t size = (std::size_t{32} << 10) << r.below(8) | r.below(std::size_t{1} << 15) << 3;
+        auto* p = static_cast<std::uint64_t*>(spanmap_malloc(size));
+        if (p == nullptr) return nullptr;
+        p[0] = size;
+        p[1] = seed;
+        fill_pattern(p + 2, kEdge, seed);
+        fill_pattern(reinterpret_cast<char*>(p) + size - kEdge, kEdge, ~seed);
+        return p;
+    };
+    auto check_and_free = [&bad](void* v) {
+        if (v == nullptr) return;
+        auto* p = static_cast<std::uint64_t*>(v);
+        const std::size_t size = p[0];
+        const std::uint64_t seed = p[1];
+        if (check_pattern(p + 2, kEdge, seed) != -1 ||
+            check_pattern(reinterpret_cast<char*>(p) + size - kEdge, kEdge, ~seed) != -1)
+            ++bad;
+        spanmap_free(v);
+    };
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < kThreads; ++t) {
+        pool.emplace_back([&, t] {
+            rng r(0x1a7e0000 + t);
+            std::uint64_t seed = std::uint64_t{t} << 40;
+            void* window[kWindow];
+            for (void*& p : window) p = make(r, ++seed);
+            for (std::size_t step = 0; step < steps; ++step) {
+                void*& slot = window[r.below(kWindow)];
+                if (r.below(8) == 0)
+                    check_and_free(handoff[(t + 1) % kThreads].exchange(slot, std::memory_order_acq_rel));
+                else
+                    check_and_free(slot);
+                slot = make(r, ++seed);
+                if (slot == nullptr) ++bad;
+            }
+            for (void* p : window) check_and_free(p);
+        });
+    }
+    for (std::thread& th : pool) th.join();
+    for (auto& h : handoff) check_and_free(h.exchange(nullptr));
+    EXPECT_EQ(bad.load(), 0u);
+    EXPECT_EQ(info().large_objects, 0u);
+    EXPECT_TRUE(invariants_hold());
 }
 
 }  // namespace
