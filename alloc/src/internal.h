@@ -443,9 +443,11 @@ inline mspan* span_of(std::uintptr_t addr) noexcept {
 
 // The span holding addr, large or small, or nullptr when none does: span_of,
 // or a walk back over the page map to the large span whose first page is the
-// nearest named one before addr (heap.cpp). The walk is as long as the block,
-// so it serves diagnostics and introspection, never a fast path. Read under
-// the heap's lock for an exact answer; without it, a span made or undone
+// nearest named one before addr (heap.cpp). Inside a block the walk is as
+// long as the block; from a free page it may cross the whole free run (a
+// caller holding the heap's lock tests the page's free bit first). So it
+// serves diagnostics and introspection, never a fast path. Read under the
+// heap's lock for an exact answer; without it, a span made or undone
 // meanwhile may or may not be seen.
 mspan* span_containing(std::uintptr_t addr) noexcept;
 

@@ -242,7 +242,11 @@ address_facts look_up(const void* ptr) noexcept {
         unsigned c = 0;
         {
             lock_guard heap(g.heap.lock());
-            const mspan* s = span_containing(p);
+            // A free page first: then span_containing's walk back over the
+            // page map, which may cross a long free run, is not needed.
+            const std::size_t pg = (p - a->base) >> detail::page_shift;
+            const bool page_free = (a->free_bits[pg / 64] >> (pg % 64)) & 1;
+            const mspan* s = page_free ? nullptr : span_containing(p);
             if (s == nullptr) {
                 r.where = place::idle_page;
                 return r;
