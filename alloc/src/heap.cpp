@@ -552,6 +552,15 @@ mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned s
 
 void mheap::free_span(mspan* s, bool released) noexcept {
     lock_guard g(lock_);
+    free_span_locked(s, released);
+}
+
+void mheap::free_spans(mspan* const* spans, std::size_t n) noexcept {
+    lock_guard g(lock_);
+    for (std::size_t i = 0; i < n; ++i) free_span_locked(spans[i], false);
+}
+
+void mheap::free_span_locked(mspan* s, bool released) noexcept {
     assign(s->base >> page_shift, s->npages, nullptr, released, s->state == span_state::small ? s->npages : 1);
     bump(pages_in_use_, -std::size_t{s->npages});
     if (s->state == span_state::small) {

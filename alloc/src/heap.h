@@ -74,6 +74,8 @@ public:
     // OS (os_release, outside any lock), so its pages join the free set as
     // released ones, as if the scavenger had taken them.
     void free_span(mspan* s, bool released = false) noexcept;
+    // free_span of n spans under one hold of the lock.
+    void free_spans(mspan* const* spans, std::size_t n) noexcept;
     // A large span grown in place over the free pages after it; false if they
     // are not free. The new pages may hold old data.
     bool grow_span(mspan* s, std::size_t npages) noexcept;
@@ -125,6 +127,7 @@ public:
 
 private:
     std::uintptr_t find_run(std::size_t npages, std::size_t align_pages) const noexcept;
+    void free_span_locked(mspan* s, bool released) noexcept;
     bool grow(std::size_t npages, std::size_t align_pages) noexcept;
     bool reserve(std::size_t npages, std::size_t align_pages) noexcept;
     heap_arena* add_arena(std::uintptr_t base, std::uint32_t reserved_pages) noexcept;

@@ -103,7 +103,7 @@ void central_trim(std::uint32_t now, std::uint32_t min_age) noexcept {
     mspan* spans[32];
     for (;;) {
         const std::size_t n = g.large.take_old(now, min_age, spans, sizeof spans / sizeof spans[0]);
-        for (std::size_t i = 0; i < n; ++i) g.heap.free_span(spans[i]);
+        g.heap.free_spans(spans, n);
         if (n < sizeof spans / sizeof spans[0]) return;
     }
 }
