@@ -76,6 +76,12 @@ std::uintptr_t mheap::find_run(std::size_t npages, std::size_t align_pages) cons
         const std::uintptr_t start = round_up(run_start, align_pages);
         return start + npages <= run_start + run_len ? start : 0;
     };
+    // A run of more than 64 pages passes through a word's top bit, so in a
+    // word that is not all free only its two ends matter: the low ones end
+    // the current run, the top ones start the next. The runs between, each
+    // shorter than a word, are skipped without a look — on a heap cut up by
+    // small spans, a large request would otherwise visit each of them.
+    const bool wide = npages > 64;
     const std::size_t n = narenas_.load(std::memory_order_relaxed);
     for (std::size_t i = 0; i < n; ++i) {
         const heap_arena* a = arenas_[i];
@@ -93,6 +99,17 @@ std::uintptr_t mheap::find_run(std::size_t npages, std::size_t align_pages) cons
                 if (run_len == 0) run_start = first + w * 64;
                 run_len += 64;
                 if (const std::uintptr_t at = fits()) return at;
+                continue;
+            }
+            if (wide) {
+                const auto low = static_cast<unsigned>(__builtin_ctzll(~bits));
+                if (run_len != 0 && low != 0) {
+                    run_len += low;
+                    if (const std::uintptr_t at = fits()) return at;
+                }
+                const auto top = static_cast<unsigned>(__builtin_clzll(~bits));
+                run_len = top;
+                run_start = first + w * 64 + 64 - top;
                 continue;
             }
             unsigned pos = 0;
