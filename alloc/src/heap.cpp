@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -343,6 +344,12 @@ void mheap::release_page_map(heap_arena* a, std::uint32_t lo, std::uint32_t hi) 
     release_zeroed(&a->page_class[lo], &a->page_class[hi]);
 }
 
+namespace {
+// The pages of s that the page map names (heap.h): all of a small span's, a
+// large span's first.
+std::size_t named_pages(const mspan* s) noexcept { return s->size_class != 0 ? s->npages : 1; }
+}  // namespace
+
 mspan* span_containing(std::uintptr_t addr) noexcept {
     if (mspan* s = span_of(addr)) return s;
     const heap_arena* a = arena_of(addr);
@@ -383,8 +390,7 @@ bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s, bool released,
         // free racing with this (of a pointer that is not out) never finds
         // a class without a span.
         const std::uint8_t cls = s != nullptr ? s->size_class : 0;
-        const std::uintptr_t map_end = first + mapped;
-        const auto map_hi = static_cast<std::uint32_t>((map_end < stop ? (map_end > page ? map_end : page) : stop) - arena_first);
+        const auto map_hi = static_cast<std::uint32_t>(std::clamp(first + mapped, page, stop) - arena_first);
         if (s == nullptr)
             for (std::uint32_t i = lo; i < map_hi; ++i) a->page_class[i].store(0, std::memory_order_relaxed);
         for (std::uint32_t i = lo; i < map_hi; ++i) a->spans[i].store(s, std::memory_order_relaxed);
@@ -542,7 +548,7 @@ mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned s
     s->base = first << page_shift;
     s->npages = static_cast<std::uint32_t>(npages);
     s->size_class = static_cast<std::uint8_t>(size_class);
-    s->needzero = assign(first, npages, s, false, size_class != 0 ? npages : 1);
+    s->needzero = assign(first, npages, s, false, named_pages(s));
     if (size_class != 0) {
         s->elem_size = sc::class_size[size_class];
         s->nelems = static_cast<std::uint32_t>(npages * page_size / s->elem_size);
@@ -578,7 +584,7 @@ void mheap::free_spans(mspan* const* spans, std::size_t n) noexcept {
 }
 
 void mheap::free_span_locked(mspan* s, bool released) noexcept {
-    assign(s->base >> page_shift, s->npages, nullptr, released, s->state == span_state::small ? s->npages : 1);
+    assign(s->base >> page_shift, s->npages, nullptr, released, named_pages(s));
     bump(pages_in_use_, -std::size_t{s->npages});
     if (s->state == span_state::small) {
         bump(small_spans_, std::size_t(-1));

@@ -44,18 +44,6 @@ mspan* large_cache::take_fit(std::size_t npages) noexcept {
     return s;
 }
 
-mspan* large_cache::take(std::size_t npages) noexcept {
-    if (npages > max_pages) return nullptr;
-    lock_guard lk(lock_);
-    mspan* s = heads_[npages];
-    if (s == nullptr) return nullptr;
-    unlink(s, static_cast<std::uint32_t>(npages));
-    s->parked.store(false, std::memory_order_relaxed);
-    bump(ntake_);
-    bump(bytes_taken_, std::uint64_t{npages} * page_size);
-    return s;
-}
-
 bool large_cache::put(mspan* s, const void* ptr) noexcept {
     lock_guard lk(lock_);
     if (s->parked.load(std::memory_order_relaxed)) fatal("free", ptr, "double free (the large block is already free)");

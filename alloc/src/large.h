@@ -21,8 +21,9 @@
 // freed with one lock and one cut, where giving every parked span back and
 // carving anew cost a lock per span. Only when no parked span is large
 // enough, but all of them together are, do they all go back to the heap,
-// where they coalesce with their neighbours. The scavenger gives back spans parked longer than the decay
-// period (large_cache_trim), and release_free_memory all of them.
+// where they coalesce with their neighbours. The scavenger gives back spans
+// parked longer than the decay period (large_cache_trim), and
+// release_free_memory all of them.
 //
 // A parked span is free: its `cached` flag is set, so a second free of its
 // address, or a realloc or malloc_usable_size of it, stops the process like
@@ -88,10 +89,9 @@ public:
     large_cache(const large_cache&) = delete;
     large_cache& operator=(const large_cache&) = delete;
 
-    // A parked span of exactly npages, no longer parked; nullptr on a miss.
-    mspan* take(std::size_t npages) noexcept;
-    // The smallest parked span of npages or more, no longer parked (for the
-    // caller to cut to size); nullptr when none is that large.
+    // The smallest parked span of npages or more (exactly npages when one is
+    // parked), no longer parked, for the caller to cut to size; nullptr when
+    // none is that large.
     mspan* take_fit(std::size_t npages) noexcept;
     // Parks the live large span s, freed by the program; false when it does
     // not fit (too big, or the cache is full), and then s is untouched. A span
