@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 
@@ -65,6 +66,26 @@ namespace {
 
 heap_arena* arena_of_page(std::uintptr_t page) { return arena_of(page << page_shift); }
 
+// Bit p of the result is set where bits p .. p+k-1 of `bits` are all set
+// (1 <= k <= 64): each step doubles the length a set bit vouches for, so a
+// word's runs are searched in log2(k) shifts, however many there are.
+std::uint64_t run_starts(std::uint64_t bits, unsigned k) noexcept {
+    for (unsigned have = 1; have < k;) {
+        const unsigned step = have < k - have ? have : k - have;
+        bits &= bits >> step;
+        have += step;
+    }
+    return bits;
+}
+
+// The bits of the bitmap word covering pages [word_first, word_first + 64)
+// (word_first a multiple of 64) whose pages are multiples of align, a power
+// of two: every align-th bit below 64, at most bit 0 above.
+std::uint64_t aligned_pages(std::uintptr_t word_first, std::size_t align) noexcept {
+    if (align < 64) return ~std::uint64_t{0} / ((std::uint64_t{1} << align) - 1);
+    return word_first % align == 0 ? 1 : 0;
+}
+
 }  // namespace
 
 std::uintptr_t mheap::find_run(std::size_t npages, std::size_t align_pages) const noexcept {
@@ -77,11 +98,12 @@ std::uintptr_t mheap::find_run(std::size_t npages, std::size_t align_pages) cons
         const std::uintptr_t start = round_up(run_start, align_pages);
         return start + npages <= run_start + run_len ? start : 0;
     };
-    // A run of more than 64 pages passes through a word's top bit, so in a
-    // word that is not all free only its two ends matter: the low ones end
-    // the current run, the top ones start the next. The runs between, each
-    // shorter than a word, are skipped without a look — on a heap cut up by
-    // small spans, a large request would otherwise visit each of them.
+    // A word that is not all free ends the run carried in from below with its
+    // low ones, and starts the next with its top ones; a request of at most
+    // 64 pages may also fit between, and run_starts finds where in one go. A
+    // longer run passes through a word's top bit, so for it the runs between
+    // are skipped without a look: on a heap cut up by small spans, a search
+    // would otherwise visit each of them.
     const bool wide = npages > 64;
     const std::size_t n = narenas_.load(std::memory_order_relaxed);
     for (std::size_t i = 0; i < n; ++i) {
@@ -96,39 +118,33 @@ std::uintptr_t mheap::find_run(std::size_t npages, std::size_t align_pages) cons
         std::size_t w = run_len != 0 ? 0 : a->search_word;
         for (; w < arena_bitmap_words; ++w) {
             const std::uint64_t bits = a->free_bits[w];
+            // Full words are the common case past search_word (a small free
+            // run below holds it back), so they leave first.
+            if (bits == 0) {
+                run_len = 0;
+                continue;
+            }
+            const std::uintptr_t word_first = first + w * 64;
             if (bits == ~std::uint64_t{0}) {
-                if (run_len == 0) run_start = first + w * 64;
+                if (run_len == 0) run_start = word_first;
                 run_len += 64;
                 if (const std::uintptr_t at = fits()) return at;
                 continue;
             }
-            if (wide) {
-                const auto low = static_cast<unsigned>(__builtin_ctzll(~bits));
-                if (run_len != 0 && low != 0) {
-                    run_len += low;
-                    if (const std::uintptr_t at = fits()) return at;
-                }
-                const auto top = static_cast<unsigned>(__builtin_clzll(~bits));
-                run_len = top;
-                run_start = first + w * 64 + 64 - top;
-                continue;
+            if (run_len != 0) {
+                run_len += static_cast<unsigned>(__builtin_ctzll(~bits));
+                if (const std::uintptr_t at = fits()) return at;
             }
-            unsigned pos = 0;
-            while (pos < 64) {
-                const std::uint64_t rest = bits >> pos;
-                if (rest & 1) {
-                    // rest has zeros above bit 63 - pos, so ~rest has a set bit there.
-                    const auto ones = static_cast<unsigned>(__builtin_ctzll(~rest));
-                    if (run_len == 0) run_start = first + w * 64 + pos;
-                    run_len += ones;
-                    pos += ones;
-                    if (const std::uintptr_t at = fits()) return at;
-                } else {
-                    run_len = 0;
-                    if (rest == 0) break;
-                    pos += static_cast<unsigned>(__builtin_ctzll(rest));
-                }
+            // The lowest aligned page starting npages free ones is the first
+            // fit: a run carried in from below starts lower, and did not fit.
+            if (!wide) {
+                if (const std::uint64_t starts =
+                        run_starts(bits, static_cast<unsigned>(npages)) & aligned_pages(word_first, align_pages))
+                    return word_first + static_cast<unsigned>(__builtin_ctzll(starts));
             }
+            const auto top = static_cast<unsigned>(__builtin_clzll(~bits));
+            run_len = top;
+            run_start = word_first + 64 - top;
         }
     }
     return 0;
@@ -370,76 +386,106 @@ mspan* span_containing(std::uintptr_t addr) noexcept {
     }
 }
 
-bool mheap::assign(std::uintptr_t first, std::size_t n, mspan* s, bool released, std::size_t mapped) noexcept {
+namespace {
+
+// Calls f(a, lo, hi, map_hi) for each arena's share [lo, hi) of pages
+// [first, first + n) (arena page numbers), of which [lo, map_hi) lie in the
+// first `mapped` pages. A run crosses into the next arena only when the two
+// are adjacent in memory.
+template <class F>
+void for_each_arena_part(std::uintptr_t first, std::size_t n, std::size_t mapped, F f) noexcept {
+    const std::uintptr_t end = first + n;
+    const std::uintptr_t map_end = first + mapped;
+    for (std::uintptr_t page = first; page < end;) {
+        heap_arena* a = arena_of_page(page);
+        const std::uintptr_t arena_first = a->base >> page_shift;
+        const std::uintptr_t stop = std::min(end, arena_first + pages_per_arena);
+        f(a, static_cast<std::uint32_t>(page - arena_first), static_cast<std::uint32_t>(stop - arena_first),
+          static_cast<std::uint32_t>(std::clamp(map_end, page, stop) - arena_first));
+        page = stop;
+    }
+}
+
+// Calls f(w, mask) for each bitmap word w that pages [lo, hi) of an arena
+// touch, mask the bits they cover. A small span's pages lie in one word: that
+// case is a straight line, with no loop for the compiler to split up.
+template <class F>
+void for_each_word(std::uint32_t lo, std::uint32_t hi, F f) noexcept {
+    const std::uint32_t w_lo = lo >> 6;
+    const std::uint32_t w_hi = (hi - 1) >> 6;
+    if (w_lo == w_hi) {
+        f(w_lo, bits_below(hi - w_lo * 64) & ~bits_below(lo - w_lo * 64));
+        return;
+    }
+    f(w_lo, ~bits_below(lo - w_lo * 64));
+    for (std::uint32_t w = w_lo + 1; w < w_hi; ++w) f(w, ~std::uint64_t{0});
+    f(w_hi, bits_below(hi - w_hi * 64));
+}
+
+}  // namespace
+
+// Taking and giving back are two functions, not one with a null span for
+// "give": each is a straight line the compiler keeps tight, and small spans
+// come and go through them on every mcentral miss.
+bool mheap::take_pages(std::uintptr_t first, std::size_t n, mspan* s, std::size_t mapped) noexcept {
     // A page is known to be zero if the heap never handed it out, or if its
     // memory went back to the OS with an advice that zero-fills (see scavenge.h).
     const bool released_is_zero = os_release_zeroes();
-    const std::uint32_t now = tick();
+    const std::uint8_t cls = s->size_class;
     bool dirty = false;
     std::size_t reused = 0;
-    std::size_t newly_released = 0;
-    std::uintptr_t page = first;
-    const std::uintptr_t end = first + n;
-    while (page < end) {
-        heap_arena* a = arena_of_page(page);
-        const std::uintptr_t arena_first = a->base >> page_shift;
-        const std::uintptr_t stop = end < arena_first + pages_per_arena ? end : arena_first + pages_per_arena;
-        const auto lo = static_cast<std::uint32_t>(page - arena_first);
-        const auto hi = static_cast<std::uint32_t>(stop - arena_first);
-        // The class is cleared before the span and set after it, so that a
-        // free racing with this (of a pointer that is not out) never finds
-        // a class without a span.
-        const std::uint8_t cls = s != nullptr ? s->size_class : 0;
-        const auto map_hi = static_cast<std::uint32_t>(std::clamp(first + mapped, page, stop) - arena_first);
-        if (s == nullptr)
-            for (std::uint32_t i = lo; i < map_hi; ++i) a->page_class[i].store(0, std::memory_order_relaxed);
+    for_each_arena_part(first, n, mapped, [&](heap_arena* a, std::uint32_t lo, std::uint32_t hi, std::uint32_t map_hi) {
+        // The span before the class: a free racing with this (of a pointer
+        // that is not out) never finds a class without a span.
         for (std::uint32_t i = lo; i < map_hi; ++i) a->spans[i].store(s, std::memory_order_relaxed);
         if (cls != 0)
             for (std::uint32_t i = lo; i < map_hi; ++i) a->page_class[i].store(cls, std::memory_order_relaxed);
         // The bitmaps a word (64 pages) at a time: a large span costs one
         // store per page above, not a read-modify-write of three bitmaps.
-        for (std::uint32_t w = lo >> 6; w <= (hi - 1) >> 6; ++w) {
-            const std::uint32_t from = w * 64 > lo ? w * 64 : lo;
-            const std::uint32_t to = (w + 1) * 64 < hi ? (w + 1) * 64 : hi;
-            const std::uint64_t mask = bits_below(to - w * 64) & ~bits_below(from - w * 64);
-            if (s != nullptr) {
-                a->free_bits[w] &= ~mask;
-                const std::uint64_t was_released = a->released_bits[w] & mask;
-                if (was_released != 0) {
-                    a->released_bits[w] &= ~was_released;
-                    const auto count = static_cast<std::uint32_t>(__builtin_popcountll(was_released));
-                    a->released_pages -= count;
-                    reused += count;
-                }
-                const std::uint64_t handed_out_before =
-                    a->zeroed_base > w * 64 ? bits_below(a->zeroed_base - w * 64) : 0;
-                dirty |= (mask & handed_out_before & ~(released_is_zero ? was_released : 0)) != 0;
-            } else {
-                a->free_bits[w] |= mask;
-                a->freed_tick[w] = now;
-                if (released) {
-                    a->released_bits[w] |= mask;
-                    const auto count = static_cast<std::uint32_t>(__builtin_popcountll(mask));
-                    a->released_pages += count;
-                    newly_released += count;
-                }
+        const auto take_word = [&](std::uint32_t w, std::uint64_t mask) {
+            a->free_bits[w] &= ~mask;
+            const std::uint64_t was_released = a->released_bits[w] & mask;
+            if (was_released != 0) {
+                a->released_bits[w] &= ~was_released;
+                const auto count = static_cast<std::uint32_t>(__builtin_popcountll(was_released));
+                a->released_pages -= count;
+                reused += count;
             }
-        }
-        if (s == nullptr) release_page_map(a, lo, hi);
-        if (s != nullptr) {
-            a->free_pages -= hi - lo;
-            if (hi > a->zeroed_base) a->zeroed_base = hi;
-            while (a->search_word < arena_bitmap_words && a->free_bits[a->search_word] == 0) ++a->search_word;
-        } else {
-            a->free_pages += hi - lo;
-            if ((lo >> 6) < a->search_word) a->search_word = lo >> 6;
-        }
-        page = stop;
-    }
+            const std::uint64_t handed_out_before = a->zeroed_base > w * 64 ? bits_below(a->zeroed_base - w * 64) : 0;
+            dirty |= (mask & handed_out_before & ~(released_is_zero ? was_released : 0)) != 0;
+        };
+        for_each_word(lo, hi, take_word);
+        a->free_pages -= hi - lo;
+        if (hi > a->zeroed_base) a->zeroed_base = hi;
+        while (a->search_word < arena_bitmap_words && a->free_bits[a->search_word] == 0) ++a->search_word;
+    });
     if (reused != 0) bump(pages_released_, -reused);
-    if (newly_released != 0) bump(pages_released_, newly_released);
-    if (s == nullptr) bump(pages_ever_freed_, n);
     return dirty;
+}
+
+void mheap::give_pages(std::uintptr_t first, std::size_t n, bool released, std::size_t mapped) noexcept {
+    const std::uint32_t now = tick();
+    std::size_t newly_released = 0;
+    for_each_arena_part(first, n, mapped, [&](heap_arena* a, std::uint32_t lo, std::uint32_t hi, std::uint32_t map_hi) {
+        // The class before the span (see take_pages).
+        for (std::uint32_t i = lo; i < map_hi; ++i) a->page_class[i].store(0, std::memory_order_relaxed);
+        for (std::uint32_t i = lo; i < map_hi; ++i) a->spans[i].store(nullptr, std::memory_order_relaxed);
+        for_each_word(lo, hi, [&](std::uint32_t w, std::uint64_t mask) {
+            a->free_bits[w] |= mask;
+            a->freed_tick[w] = now;
+            if (released) {
+                a->released_bits[w] |= mask;
+                const auto count = static_cast<std::uint32_t>(__builtin_popcountll(mask));
+                a->released_pages += count;
+                newly_released += count;
+            }
+        });
+        release_page_map(a, lo, hi);
+        a->free_pages += hi - lo;
+        if ((lo >> 6) < a->search_word) a->search_word = lo >> 6;
+    });
+    if (newly_released != 0) bump(pages_released_, newly_released);
+    bump(pages_ever_freed_, n);
 }
 
 std::size_t mheap::scavenge(std::uint32_t now, std::uint32_t min_age, std::size_t max_pages) noexcept {
@@ -548,12 +594,13 @@ mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned s
     s->base = first << page_shift;
     s->npages = static_cast<std::uint32_t>(npages);
     s->size_class = static_cast<std::uint8_t>(size_class);
-    s->needzero = assign(first, npages, s, false, named_pages(s));
+    s->needzero = take_pages(first, npages, s, named_pages(s));
     if (size_class != 0) {
         s->elem_size = sc::class_size[size_class];
-        s->nelems = static_cast<std::uint32_t>(npages * page_size / s->elem_size);
+        assert(npages == sc::class_pages[size_class]);  // the shape's page count
+        s->nelems = class_span_shapes[size_class].nelems;
         s->div_mul = sc::class_div_mul[size_class];
-        s->start_mul = start_test_mul(s->elem_size);
+        s->start_mul = class_span_shapes[size_class].start_mul;
         // No sample lives in a fresh span (span_pool::get).
         s->free_start_mul.store(s->start_mul, std::memory_order_relaxed);
         s->nfree = s->nelems;
@@ -584,7 +631,7 @@ void mheap::free_spans(mspan* const* spans, std::size_t n) noexcept {
 }
 
 void mheap::free_span_locked(mspan* s, bool released) noexcept {
-    assign(s->base >> page_shift, s->npages, nullptr, released, named_pages(s));
+    give_pages(s->base >> page_shift, s->npages, released, named_pages(s));
     bump(pages_in_use_, -std::size_t{s->npages});
     if (s->state == span_state::small) {
         bump(small_spans_, std::size_t(-1));
@@ -603,7 +650,7 @@ bool mheap::grow_span(mspan* s, std::size_t npages) noexcept {
     const std::uintptr_t end = s->end() >> page_shift;
     const std::size_t extra = npages - s->npages;
     if (!pages_free(end, extra)) return false;
-    assign(end, extra, s, false, 0);
+    take_pages(end, extra, s, 0);
     s->npages = static_cast<std::uint32_t>(npages);
     bump(pages_in_use_, extra);
     bump(large_bytes_alloc_, std::uint64_t{extra} * page_size);
@@ -613,7 +660,7 @@ bool mheap::grow_span(mspan* s, std::size_t npages) noexcept {
 void mheap::shrink_span(mspan* s, std::size_t npages, bool released) noexcept {
     lock_guard g(lock_);
     const std::size_t cut = s->npages - npages;
-    assign((s->base >> page_shift) + npages, cut, nullptr, released, 0);
+    give_pages((s->base >> page_shift) + npages, cut, released, 0);
     s->npages = static_cast<std::uint32_t>(npages);
     bump(pages_in_use_, -cut);
     bump(large_bytes_freed_, std::uint64_t{cut} * page_size);

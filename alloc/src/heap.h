@@ -135,12 +135,15 @@ private:
     void add_pages(heap_arena* a, std::uint32_t lo, std::uint32_t hi) noexcept;
     // `bytes` of fresh address space at a multiple of `align`, or 0.
     std::uintptr_t reserve_region(std::size_t bytes, std::size_t align) noexcept;
-    // Pages [first, first + n) (global page numbers) handed to s, or back to free
-    // when s is null; the page map's entries of the first `mapped` of them are
-    // set to s (all of a small span's, a large span's first, none when a
-    // large span grows or shrinks in place). Returns whether any of them was
-    // handed out before.
-    bool assign(std::uintptr_t first, std::size_t n, mspan* s, bool released, std::size_t mapped) noexcept;
+    // Pages [first, first + n) (global page numbers), free until now, handed to
+    // s; the page map names s on the first `mapped` of them (all of a small
+    // span's, a large span's first, none when a large span grows in place).
+    // Returns whether any of them was handed out before.
+    bool take_pages(std::uintptr_t first, std::size_t n, mspan* s, std::size_t mapped) noexcept;
+    // Pages [first, first + n) back to free (`released`: their memory already
+    // went back to the OS); the page map's entries of the first `mapped` of
+    // them are cleared.
+    void give_pages(std::uintptr_t first, std::size_t n, bool released, std::size_t mapped) noexcept;
     bool pages_free(std::uintptr_t first, std::size_t n) const noexcept;
     // The in-flight pages `bits` of word w of a, back in the free set (and
     // the released set when their madvise ran).

@@ -338,6 +338,20 @@ void set_state(mspan* s, span_state to) noexcept;
 // below start_test_mul(d).
 constexpr std::uint64_t start_test_mul(std::uint32_t d) { return ~std::uint64_t{0} / d + 1; }
 
+// Per class, what a new span of the class needs, computed at compile time:
+// a span is made on every mcentral miss, and a 64-bit division costs tens of
+// cycles.
+struct class_span_shape {
+    std::uint64_t start_mul;  // start_test_mul(class size)
+    std::uint32_t nelems;     // objects in a span of the class
+};
+inline constexpr auto class_span_shapes = [] {
+    std::array<class_span_shape, num_classes> t{};
+    for (unsigned c = 1; c < num_classes; ++c)
+        t[c] = {start_test_mul(sc::class_size[c]), static_cast<std::uint32_t>(sc::class_pages[c] * page_size / sc::class_size[c])};
+    return t;
+}();
+
 // Whether the offset off, below 2^32, is where an object of small span s
 // starts: one multiply and one compare, and no index.
 inline bool is_multiple_of_elem(const mspan* s, std::uintptr_t off) noexcept {
