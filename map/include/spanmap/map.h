@@ -1560,7 +1560,10 @@ private:
     // follows one). The overflow word, in the bucket's last cache line, is
     // read only when the bucket neither holds the key nor ends the chain:
     // reading it earlier (to prefetch the next bucket) costs a load and a
-    // branch on every probe of a full bucket, and a hit rarely needs it.
+    // branch on every probe of a full bucket, and a hit rarely needs it. The
+    // head bucket's slot lines are prefetched with its tophash line
+    // (detail::prefetch_slots): a hit, and the insert or erase that follows
+    // one, needs one of them next.
     // FindEmpty (insert) also notes the chain's first empty slot and its
     // last bucket.
     struct probe_result {
@@ -1576,6 +1579,7 @@ private:
     SPANMAP_MAP_INLINE probe_result probe(bucket* head, std::uint8_t top, const K& key) const {
         probe_result r;
         bucket* b = head;
+        detail::prefetch_slots(head);
         do {
             const auto th = detail::tophash_word::load(tophash(b));
             for (auto m = th.matching(top); m; m &= m - 1) {
