@@ -78,12 +78,11 @@ std::uint64_t run_starts(std::uint64_t bits, unsigned k) noexcept {
     return bits;
 }
 
-// The bits of the bitmap word covering pages [word_first, word_first + 64)
-// (word_first a multiple of 64) whose pages are multiples of align, a power
-// of two: every align-th bit below 64, at most bit 0 above.
-std::uint64_t aligned_pages(std::uintptr_t word_first, std::size_t align) noexcept {
-    if (align < 64) return ~std::uint64_t{0} / ((std::uint64_t{1} << align) - 1);
-    return word_first % align == 0 ? 1 : 0;
+// The bits of a bitmap word whose pages are multiples of align (a power of
+// two), in a word whose first page is one: every align-th bit below 64, bit 0
+// alone above. A word whose first page is not has none (align > 64 only).
+std::uint64_t aligned_in_word(std::size_t align) noexcept {
+    return align < 64 ? ~std::uint64_t{0} / ((std::uint64_t{1} << align) - 1) : 1;
 }
 
 }  // namespace
@@ -105,6 +104,7 @@ std::uintptr_t mheap::find_run(std::size_t npages, std::size_t align_pages) cons
     // are skipped without a look: on a heap cut up by small spans, a search
     // would otherwise visit each of them.
     const bool wide = npages > 64;
+    const std::uint64_t aligned = aligned_in_word(align_pages);  // a division: once, not per word
     const std::size_t n = narenas_.load(std::memory_order_relaxed);
     for (std::size_t i = 0; i < n; ++i) {
         const heap_arena* a = arenas_[i];
@@ -138,8 +138,8 @@ std::uintptr_t mheap::find_run(std::size_t npages, std::size_t align_pages) cons
             // The lowest aligned page starting npages free ones is the first
             // fit: a run carried in from below starts lower, and did not fit.
             if (!wide) {
-                if (const std::uint64_t starts =
-                        run_starts(bits, static_cast<unsigned>(npages)) & aligned_pages(word_first, align_pages))
+                const std::uint64_t here = (word_first & (align_pages - 1)) == 0 ? aligned : 0;
+                if (const std::uint64_t starts = run_starts(bits, static_cast<unsigned>(npages)) & here)
                     return word_first + static_cast<unsigned>(__builtin_ctzll(starts));
             }
             const auto top = static_cast<unsigned>(__builtin_clzll(~bits));

@@ -330,9 +330,10 @@ void* slot_at(bucket<Slot>* b, unsigned i) noexcept {
 // probe reads first. A hit reads its key from one of them, and a probe of a
 // bucket array larger than the cache would otherwise wait for two misses in
 // a row: the tophash line's, then the key's. Asking for the lines together
-// makes them one wait (a 1M-entry lookup: 31 -> 23 ns). The lines are the
-// ones the slots can reach at the array's 16-byte alignment, at most three:
-// slots further on (large keys) are read on demand.
+// makes them one wait (a hit among 1M u64 keys: 37.6 -> 26.1 ns). It asks
+// for the lines after the first that the slot area spans, at most three: a
+// bucket that starts late in its line, or slots further on (large keys),
+// leave a line to be read on demand.
 template <class Slot>
 void prefetch_slots(const bucket<Slot>* b) noexcept {
     constexpr std::size_t slots_end = bucket<Slot>::overflow_offset;
