@@ -4,6 +4,7 @@
 #include "conf.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
@@ -165,6 +166,12 @@ std::size_t release_free_memory() noexcept {
     large_cache_trim(0, 0);
     std::size_t pages = 0;
     for (std::size_t n; (n = g.heap.scavenge(g.heap.tick(), 0, pages_per_call)) != 0;) pages += n;
+    // Pages the background scavenger took before this call are neither free
+    // nor released until it lands them: wait for it (one bounded chunk's
+    // madvise), so that on return the resident set is down and every free
+    // page can be allocated again, rather than the next allocation reserving
+    // fresh address space beside pages that are merely in transit.
+    while (g.heap.pages_inflight() != 0) sched_yield();
     return pages * page_size;
 }
 
