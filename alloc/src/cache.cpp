@@ -49,6 +49,7 @@ mcache* new_cache() noexcept {
             slot += bin_max_cap(c);
         }
         reset_sizing(mc);
+        mc->arena_index = ~std::uintptr_t{0};  // the mapping's zero is page 0's index
         lock_guard lk(g.caches_lock);
         ++g.caches_mapped;
     }
@@ -248,6 +249,11 @@ void* refill_and_pop(mcache* mc, unsigned c) noexcept {
     bump(b.nmoved_in, std::uint64_t{got});
     b.count.store(static_cast<std::uint32_t>(got), std::memory_order_release);
     mc->sizing.bins[c].refilled = true;
+    // Frees mostly return what was recently handed out: the batch's arena
+    // is the next free's likeliest (cache_front::arena).
+    const auto first = reinterpret_cast<std::uintptr_t>(b.slots[0]);
+    mc->arena = arena_of(first);
+    mc->arena_index = first >> arena_shift;
     void* p = bin_pop(b, static_cast<std::uint32_t>(got), c);
     // After the pop, which is traffic: the look for idle bins passes this one.
     note_slow_event(mc);

@@ -204,6 +204,14 @@ struct cache_sizing {
 // What the fast paths read of a cache: the countdown and the bins.
 struct cache_front {
     cache_profile prof;
+    // The arena the last refill's objects came from, and its index (address
+    // >> arena_shift): free tries it before the arena index, whose two loads
+    // would otherwise stand between a pointer and its page's class byte on
+    // the chain free's push waits for (fastpath.h). An arena's address for an
+    // index never changes once published, so the pair is only ever a correct
+    // answer or no answer; ~0 matches no address. Owner only.
+    std::uintptr_t arena_index = ~std::uintptr_t{0};
+    heap_arena* arena = nullptr;
     cache_bin bins[num_classes];
 };
 
