@@ -118,8 +118,9 @@ void cache_thread_exit(void* arg) noexcept {
 
 namespace {
 
-// Moves bin c's newest objects, all but `keep`, out of the bin: a whole batch
-// to the transfer tier when `via_transfer` and it has room, else to mcentral.
+// Moves bin c's newest objects, all but `keep`, out of the bin: as many whole
+// batches as the transfer tier has room for when `via_transfer`, the rest to
+// mcentral.
 void flush_bin_to(mcache* mc, unsigned c, std::uint32_t keep, bool via_transfer) noexcept {
     cache_bin& b = mc->bins[c];
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
@@ -132,8 +133,8 @@ void flush_bin_to(mcache* mc, unsigned c, std::uint32_t keep, bool via_transfer)
     // past the count stay as they are until this thread writes them again.
     bump(b.nmoved_in, std::uint64_t{0} - out);
     b.count.store(keep, std::memory_order_release);
-    if (via_transfer && g.transfer[c].put(b.slots + keep, out)) return;
-    g.central[c].release(b.slots + keep, out);
+    const std::uint32_t parked = via_transfer ? g.transfer[c].put(b.slots + keep, out) : 0;
+    if (parked != out) g.central[c].release(b.slots + keep + parked, out - parked);
 }
 
 // Halves bin c's cap, down to its start, flushing what no longer fits.
@@ -232,11 +233,12 @@ SPANMAP_ALLOC_TEXT void* alloc_small_slow(unsigned c) noexcept {
 
 void* refill_and_pop(mcache* mc, unsigned c) noexcept {
     cache_bin& b = mc->bins[c];
-    std::size_t got = bin_batch(c);
-    // A batch another cache gave up comes marked (transfer.h).
-    if (!g.transfer[c].take(b.slots, static_cast<std::uint32_t>(got))) {
+    const std::uint32_t move = bin_move(c, b.cap.load(std::memory_order_relaxed));
+    // Batches another cache gave up come marked (transfer.h).
+    std::size_t got = g.transfer[c].take(b.slots, move);
+    if (got == 0) {
         maybe_start_scavenger();
-        got = g.central[c].fill(b.slots, got);
+        got = g.central[c].fill(b.slots, move);
         if (got == 0) return nullptr;
         // Out of their span's free set, the objects are marked free before
         // the bin exposes them (fastpath.h), outside mcentral's lock; the one
@@ -276,7 +278,7 @@ void free_small_slow(unsigned c, void* p) noexcept {
     const std::uint32_t cap = b.cap.load(std::memory_order_relaxed);
     const bool full = b.count.load(std::memory_order_relaxed) == cap;
     if (full && !grow_bin(mc, c)) {
-        flush_bin_to(mc, c, cap - bin_batch(c), true);
+        flush_bin_to(mc, c, cap - bin_move(c, cap), true);
         mc->sizing.bins[c].refilled = false;
         // Frees that empty spans are what the scavenger is for; it may be due.
         maybe_start_scavenger();

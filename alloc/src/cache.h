@@ -81,6 +81,22 @@ constexpr std::uint32_t bin_batch(unsigned c) {
     const std::uint32_t half = bin_start_cap(c) / 2;
     return half == 0 ? 1 : half > 64 ? 64 : half;
 }
+// Objects a refill, or a flush, moves for bin c at cap: a batch, or for a
+// grown bin of a class whose batch is under 64 objects (over 256 B), up to
+// half the cap, a quarter MiB and 64 objects. mcentral carves and gives back
+// the spans of such a move under one hold of the heap's lock
+// (max_fresh_spans), so a thread whose working set of 32 KiB objects — a
+// span each, a batch of one — overflows its bin takes the locks below once
+// per eight objects, not once per object. The transfer tier's unit stays
+// the batch; a move is whole batches of it.
+inline constexpr std::uint32_t bin_move_bytes = 256 << 10;
+constexpr std::uint32_t bin_move(unsigned c, std::uint32_t cap) {
+    std::uint32_t n = cap / 2;
+    const std::uint32_t by_bytes = bin_move_bytes / sc::class_size[c];
+    if (n > by_bytes) n = by_bytes;
+    if (n > 64) n = 64;
+    return n < bin_batch(c) ? bin_batch(c) : n;
+}
 // The slots every bin may grow into, reserved in the cache's mapping: pages
 // of them that a bin never reaches are never touched.
 constexpr std::size_t total_bin_slots() {

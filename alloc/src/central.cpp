@@ -38,12 +38,24 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
     while (got < n) {
         mspan* s = partial_.head();
         if (s == nullptr) {
-            s = heap_->alloc_span(sc::class_pages[size_class_], 1, size_class_);
-            if (s == nullptr) break;
-            // Its pages may have been a freed large span's, poisoned whole.
-            unpoison(reinterpret_cast<void*>(s->base), s->end() - s->base);
-            partial_.push_front(s, span_list_id::partial);
-            ++nempty_;
+            // As many fresh spans as the rest of the request fills, under one
+            // hold of the heap's lock: for classes of one to a few objects a
+            // span, a refill is several spans, and two threads refilling
+            // such a class took turns at that lock once per object.
+            const std::uint32_t per_span = class_span_shapes[size_class_].nelems;
+            mspan* fresh[max_fresh_spans];
+            std::size_t want = (n - got + per_span - 1) / per_span;
+            if (want > max_fresh_spans) want = max_fresh_spans;
+            const std::size_t k = heap_->alloc_spans(size_class_, fresh, want);
+            if (k == 0) break;
+            // Pushed last first, so the lowest address is handed out first.
+            for (std::size_t i = k; i-- > 0;) {
+                // Its pages may have been a freed large span's, poisoned whole.
+                unpoison(reinterpret_cast<void*>(fresh[i]->base), fresh[i]->end() - fresh[i]->base);
+                partial_.push_front(fresh[i], span_list_id::partial);
+            }
+            nempty_ += k;
+            s = partial_.head();
         }
         if (s->nfree == s->nelems) --nempty_;
         std::uint32_t w = s->scan_word;
@@ -76,6 +88,10 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
 
 void mcentral::release(void* const* objs, std::size_t n) noexcept {
     lock_guard g(lock_);
+    // Spans this release empties, beyond the spare, go back to the heap
+    // together (one hold of its lock), as fill takes them.
+    mspan* emptied[max_fresh_spans];
+    std::size_t nemptied = 0;
     for (std::size_t i = 0; i < n; ++i) {
         const auto p = reinterpret_cast<std::uintptr_t>(objs[i]);
         mspan* s = span_of(p);
@@ -93,10 +109,15 @@ void mcentral::release(void* const* objs, std::size_t n) noexcept {
                 ++nempty_;
             } else {
                 partial_.remove(s);
-                heap_->free_span(s);
+                emptied[nemptied++] = s;
+                if (nemptied == max_fresh_spans) {
+                    heap_->free_spans(emptied, nemptied);
+                    nemptied = 0;
+                }
             }
         }
     }
+    if (nemptied != 0) heap_->free_spans(emptied, nemptied);
 }
 
 void mcentral::release_empty_spans() noexcept {

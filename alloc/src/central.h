@@ -33,6 +33,10 @@ private:
     std::size_t size_ = 0;
 };
 
+// The most spans fill takes from the heap, or release gives back, under one
+// hold of its lock.
+inline constexpr std::size_t max_fresh_spans = 16;
+
 class mcentral {
 public:
     constexpr mcentral() noexcept = default;

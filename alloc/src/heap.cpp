@@ -583,6 +583,17 @@ bool mheap::pages_free(std::uintptr_t first, std::size_t n) const noexcept {
 
 mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned size_class) noexcept {
     lock_guard g(lock_);
+    return alloc_span_locked(npages, align_pages, size_class);
+}
+
+std::size_t mheap::alloc_spans(unsigned size_class, mspan** out, std::size_t n) noexcept {
+    lock_guard g(lock_);
+    std::size_t got = 0;
+    while (got < n && (out[got] = alloc_span_locked(sc::class_pages[size_class], 1, size_class)) != nullptr) ++got;
+    return got;
+}
+
+mspan* mheap::alloc_span_locked(std::size_t npages, std::size_t align_pages, unsigned size_class) noexcept {
     std::uintptr_t first = find_run(npages, align_pages);
     if (first == 0) {
         if (!grow(npages, align_pages)) return nullptr;

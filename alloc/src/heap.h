@@ -70,6 +70,9 @@ public:
     // npages contiguous pages starting at a multiple of align_pages, made into
     // a span of size_class (0: a large object). nullptr when the OS refuses.
     mspan* alloc_span(std::size_t npages, std::size_t align_pages, unsigned size_class) noexcept;
+    // Up to n small spans of size_class under one hold of the lock, into
+    // out[0..); returns how many (0 only when the OS refuses the first).
+    std::size_t alloc_spans(unsigned size_class, mspan** out, std::size_t n) noexcept;
     // released: the caller has already given the span's memory back to the
     // OS (os_release, outside any lock), so its pages join the free set as
     // released ones, as if the scavenger had taken them.
@@ -128,6 +131,7 @@ public:
 private:
     std::uintptr_t find_run(std::size_t npages, std::size_t align_pages) const noexcept;
     void free_span_locked(mspan* s, bool released) noexcept;
+    mspan* alloc_span_locked(std::size_t npages, std::size_t align_pages, unsigned size_class) noexcept;
     bool grow(std::size_t npages, std::size_t align_pages) noexcept;
     bool reserve(std::size_t npages, std::size_t align_pages) noexcept;
     heap_arena* add_arena(std::uintptr_t base, std::uint32_t reserved_pages) noexcept;

@@ -4,26 +4,29 @@
 
 namespace spanmap::detail {
 
-bool transfer_cache::put(void* const* objs, std::uint32_t n) noexcept {
-    if (n != batch_) return false;
+std::uint32_t transfer_cache::put(void* const* objs, std::uint32_t n) noexcept {
+    if (n < batch_) return 0;
     lock_guard lk(lock_);
     const std::uint32_t have = count_.load(std::memory_order_relaxed);
-    if (capacity_ - have < n) return false;
-    std::memcpy(slots_ + have, objs, n * sizeof(void*));
-    count_.store(have + n, std::memory_order_relaxed);
-    return true;
+    const std::uint32_t room = capacity_ - have;
+    std::uint32_t k = (n < room ? n : room) / batch_ * batch_;
+    if (k == 0) return 0;
+    std::memcpy(slots_ + have, objs, k * sizeof(void*));
+    count_.store(have + k, std::memory_order_relaxed);
+    return k;
 }
 
-bool transfer_cache::take(void** out, std::uint32_t n) noexcept {
+std::uint32_t transfer_cache::take(void** out, std::uint32_t n) noexcept {
     // A racy peek first: a refill that would find the tier empty (the common
     // case in a program that never frees across threads) skips the lock.
-    if (n != batch_ || count_.load(std::memory_order_relaxed) < n) return false;
+    if (n < batch_ || count_.load(std::memory_order_relaxed) < batch_) return 0;
     lock_guard lk(lock_);
     const std::uint32_t have = count_.load(std::memory_order_relaxed);
-    if (have < n) return false;
-    std::memcpy(out, slots_ + have - n, n * sizeof(void*));
-    count_.store(have - n, std::memory_order_relaxed);
-    return true;
+    const std::uint32_t k = (n < have ? n : have) / batch_ * batch_;
+    if (k == 0) return 0;
+    std::memcpy(out, slots_ + have - k, k * sizeof(void*));
+    count_.store(have - k, std::memory_order_relaxed);
+    return k;
 }
 
 std::uint32_t transfer_cache::take_all(void** out) noexcept {

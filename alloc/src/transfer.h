@@ -2,9 +2,9 @@
 // mcentral. See DESIGN.md for the overview.
 //
 // A thread cache moves objects in batches (bin_batch objects of a class).
-// When a full bin gives a batch up, the batch is parked here as it is — an
-// array of pointers copied in — and the next cache of the class that runs
-// dry takes it back the same way. Neither end touches a span: no span list,
+// When a full bin gives a batch up (or several: bin_move), it is parked here
+// as it is — an array of pointers copied in — and the next cache of the class
+// that runs dry takes it back the same way. Neither end touches a span: no span list,
 // no free bitmap, no page map, just a copy under a lock held for that copy.
 // So a producer thread and a consumer thread, or any two threads that
 // allocate and free the same class at different rates, trade whole batches
@@ -45,12 +45,12 @@ public:
         capacity_ = capacity;
         batch_ = batch;
     }
-    // Parks the batch objs[0..n) (n == the class's batch); false, with
-    // nothing taken, when the tier is full or n is not a whole batch.
-    bool put(void* const* objs, std::uint32_t n) noexcept;
-    // Moves a whole batch (n == the class's batch) into out; false, with
-    // nothing moved, when the tier holds less.
-    bool take(void** out, std::uint32_t n) noexcept;
+    // Parks as many whole batches from the front of objs[0..n) as it has
+    // room for; returns how many objects it took (0 when not one batch).
+    std::uint32_t put(void* const* objs, std::uint32_t n) noexcept;
+    // Moves as many whole batches as it holds, up to n objects, into out,
+    // the newest ones in their order; returns how many objects it moved.
+    std::uint32_t take(void** out, std::uint32_t n) noexcept;
     // Moves everything into out (room for capacity() objects); returns how many.
     std::uint32_t take_all(void** out) noexcept;
 

@@ -1,11 +1,12 @@
 // The transfer tier alone, against a model: a stack of whole batches. Random
-// puts and takes of batches (and of sizes that are not a batch, which it
-// refuses) over a tier with its own storage; after every step its contents
-// equal the model's, object for object.
+// puts and takes of one or more batches and of sizes between (of which it
+// moves the whole batches that fit) over a tier with its own storage; after
+// every step its contents equal the model's, object for object.
 #include "transfer.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -29,22 +30,22 @@ TEST(TransferTier, MatchesAModelOfWholeBatches) {
         };
         std::uintptr_t fresh = 0x1000;
         for (int step = 0; step < 2000; ++step) {
-            // Mostly whole batches; now and then a size the tier must refuse.
-            const std::uint32_t n = next(8) == 0 ? batch + 1 : batch;
+            // One to three batches, or a size between, or less than one.
+            const std::uint32_t n = static_cast<std::uint32_t>(next(3 * batch + 2));
             std::vector<void*> objs(n);
             if (next(2) == 0) {
                 for (void*& p : objs) p = reinterpret_cast<void*>(fresh += 16);
-                const bool fits = n == batch && model.size() + n <= capacity;
+                const std::uint32_t room = capacity - static_cast<std::uint32_t>(model.size());
+                const std::uint32_t fits = std::min(n, room) / batch * batch;
                 ASSERT_EQ(t.put(objs.data(), n), fits) << "step " << step;
-                if (fits) model.insert(model.end(), objs.begin(), objs.end());
+                // The front of objs, in order.
+                model.insert(model.end(), objs.begin(), objs.begin() + fits);
             } else {
-                const bool has = n == batch && model.size() >= n;
+                const std::uint32_t has = std::min<std::uint32_t>(n, static_cast<std::uint32_t>(model.size())) / batch * batch;
                 ASSERT_EQ(t.take(objs.data(), n), has) << "step " << step;
-                if (has) {
-                    // The newest batch, whole and in order.
-                    ASSERT_TRUE(std::equal(objs.begin(), objs.end(), model.end() - n)) << "step " << step;
-                    model.resize(model.size() - n);
-                }
+                // The newest objects, in order.
+                ASSERT_TRUE(std::equal(objs.begin(), objs.begin() + has, model.end() - has)) << "step " << step;
+                model.resize(model.size() - has);
             }
             ASSERT_EQ(t.size(), model.size());
             ASSERT_TRUE(std::equal(model.begin(), model.end(), t.objects()));
