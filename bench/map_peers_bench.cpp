@@ -20,8 +20,15 @@
 //   lookup_miss      look up n keys that are not there
 //   erase            erase all n keys by key, in the shuffled order (the fill is untimed)
 //   iterate          sum the n values
+//   workload         a map's whole life, as a program lives it: construct, insert
+//                    the n keys, find each in the shuffled order, erase the first
+//                    half of that order, destroy (all timed, destruction included)
+//   workload_threads the same on every hardware thread at once, each on a map of
+//                    its own (Google Benchmark's ->Threads, which sums the
+//                    threads' iterations and averages their times: per_op is
+//                    the wall time per key of all the threads together)
 //
-// Destruction of a map is never timed. Every benchmark reports per_op (seconds
+// Destruction of a map is timed by workload alone, never by the others. Every benchmark reports per_op (seconds
 // per operation) from the manual time, i.e. the timed part alone, as is
 // real_time (Google Benchmark appends /manual_time to the names, which
 // report.py ignores); cpu_time is Google Benchmark's thread clock with the
@@ -100,9 +107,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <memory_resource>
 #include <new>
 #include <string>
+#include <thread>
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
@@ -251,6 +260,8 @@ key_set<K> make_key_set(std::size_t n) {
 template <class K>
 const key_set<K>& keys_for(std::size_t n) {
     static std::map<std::size_t, key_set<K>> sets;
+    static std::mutex lock;  // workload_threads' threads start together
+    const std::lock_guard<std::mutex> g(lock);
     auto it = sets.find(n);
     if (it == sets.end()) it = sets.emplace(n, make_key_set<K>(n)).first;
     return it->second;
@@ -528,6 +539,30 @@ void bm_erase(benchmark::State& state, std::size_t n) {
 }
 
 template <class Kind, class K>
+void bm_workload(benchmark::State& state, std::size_t n) {
+    if (!usable<Kind>(state)) return;
+    const key_set<K>& keys = keys_for<K>(n);
+    const std::size_t half = n / 2;
+    for (auto _ : state) {
+        const auto t0 = clock_type::now();
+        u64 sum = 0;
+        std::size_t erased = 0;
+        std::size_t left = 0;
+        {
+            auto m = Kind::make();
+            fill(m, keys.hits);
+            for (const K& k : keys.probe) sum += m.find(k)->second;
+            for (std::size_t i = 0; i < half; ++i) erased += m.erase(keys.probe[i]);
+            left = m.size();
+            benchmark::DoNotOptimize(m);
+        }
+        state.SetIterationTime(seconds_since(t0));
+        if (sum != value_sum(n) || erased != half || left != n - half) state.SkipWithError("workload lost keys");
+    }
+    set_per_op(state, n);
+}
+
+template <class Kind, class K>
 void bm_iterate(benchmark::State& state, std::size_t n) {
     if (!usable<Kind>(state)) return;
     auto m = Kind::make();
@@ -647,6 +682,8 @@ void register_op(const char* op, const char* key_name, std::size_t n) {
     if (o == "lookup_miss") b = benchmark::RegisterBenchmark(name.c_str(), bm_lookup_miss<kind, K>, n);
     if (o == "erase") b = benchmark::RegisterBenchmark(name.c_str(), bm_erase<kind, K>, n);
     if (o == "iterate") b = benchmark::RegisterBenchmark(name.c_str(), bm_iterate<kind, K>, n);
+    if (o == "workload" || o == "workload_threads") b = benchmark::RegisterBenchmark(name.c_str(), bm_workload<kind, K>, n);
+    if (o == "workload_threads") b->Threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
     b->UseManualTime();
 }
 
@@ -654,7 +691,8 @@ void register_op(const char* op, const char* key_name, std::size_t n) {
 // back, close in time (unless --benchmark_enable_random_interleaving).
 template <class K>
 void register_ops(const char* key_name, const std::vector<std::size_t>& sizes) {
-    static constexpr const char* ops[] = {"insert", "insert_reserved", "lookup_hit", "lookup_miss", "erase", "iterate"};
+    static constexpr const char* ops[] = {"insert", "insert_reserved", "lookup_hit", "lookup_miss",
+                                          "erase",  "iterate",         "workload",   "workload_threads"};
     for (std::size_t n : sizes) {
         for (const char* op : ops) {
             register_op<spanmap_arena, K>(op, key_name, n);

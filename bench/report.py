@@ -64,7 +64,7 @@ SCALING_LABELS = {
     "larson": "larson-style server, 16 B–1 KiB",
     "large": "32 KiB–4 MiB, freed locally",
 }
-MAP_OPS = ["insert", "insert_reserved", "lookup_hit", "lookup_miss", "erase", "iterate"]
+MAP_OPS = ["insert", "insert_reserved", "lookup_hit", "lookup_miss", "erase", "iterate", "workload", "workload_threads"]
 KEY_TYPES = ["u64", "str"]
 LATENCY_MAPS = ["spanmap", "go_map", "absl_flat", "std_unordered"]
 BASE = "spanmap"  # every ratio is peer / BASE: above 1 means spanmap is faster
