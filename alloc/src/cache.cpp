@@ -15,10 +15,11 @@ __thread cache_front* tls_cache __attribute__((tls_model("initial-exec"))) = no_
 
 namespace {
 
-// Every bin back at its start; the bins must be empty.
+// Every bin back at its start, in its start region; the bins must be empty.
 void reset_sizing(mcache* mc) noexcept {
     cache_sizing& z = mc->sizing;
     for (unsigned c = 1; c < num_classes; ++c) {
+        std::atomic_ref<void**>(mc->bins[c].slots).store(&mc->start_slots[bin_slots.start_at[c]], std::memory_order_release);
         mc->bins[c].cap.store(bin_start_cap(c), std::memory_order_relaxed);
         z.bins[c] = bin_sizing{0, false};
     }
@@ -43,11 +44,6 @@ mcache* new_cache() noexcept {
         if (mc == nullptr) return nullptr;
         // Not under the heap's lock like the other writers: a real add.
         metadata_sys.fetch_add(bytes, std::memory_order_relaxed);
-        std::size_t slot = 0;
-        for (unsigned c = 1; c < num_classes; ++c) {
-            mc->bins[c].slots = &mc->storage[slot];
-            slot += bin_max_cap(c);
-        }
         reset_sizing(mc);
         mc->arena_index = ~std::uintptr_t{0};  // the mapping's zero is page 0's index
         lock_guard lk(g.caches_lock);
@@ -180,6 +176,14 @@ bool grow_bin(mcache* mc, unsigned c) noexcept {
     const std::size_t bytes = std::size_t{want - cap} * sc::class_size[c];
     if (!make_room(mc, c, bytes)) return false;
     mc->sizing.cap_bytes += bytes;
+    void** const grown = &mc->grown_slots[bin_slots.grown_at[c]];
+    if (b.slots != grown) {
+        // The first growth: the objects move to the bin's own region before
+        // the bin points there (a fork child, or a reader, sees them in one
+        // place or the other, never in neither).
+        std::memcpy(static_cast<void*>(grown), b.slots, b.count.load(std::memory_order_relaxed) * sizeof(void*));
+        std::atomic_ref<void**>(b.slots).store(grown, std::memory_order_release);
+    }
     b.cap.store(want, std::memory_order_release);
     return true;
 }

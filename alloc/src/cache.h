@@ -97,13 +97,29 @@ constexpr std::uint32_t bin_move(unsigned c, std::uint32_t cap) {
     if (n > 64) n = 64;
     return n < bin_batch(c) ? bin_batch(c) : n;
 }
-// The slots every bin may grow into, reserved in the cache's mapping: pages
-// of them that a bin never reaches are never touched.
-constexpr std::size_t total_bin_slots() {
-    std::size_t n = 0;
-    for (unsigned c = 1; c < num_classes; ++c) n += bin_max_cap(c);
-    return n;
-}
+// Where each bin's slots lie in its cache. A bin at its start cap uses a
+// region of start_cap slots, and these regions are packed together: a thread
+// that touches every class touches 40 KiB of them. A bin that grows moves,
+// once, into a region of bin_max_cap slots of its own (grow_bin), reserved in
+// the cache's mapping but touched only by bins that grow; with every bin's
+// slots at their largest (16 KiB for the small classes) side by side, a
+// thread touched a page or two for every class it ever allocated.
+struct bin_slot_layout {
+    std::uint32_t start_at[num_classes];
+    std::uint32_t grown_at[num_classes];
+    std::uint32_t start_slots;
+    std::uint32_t grown_slots;
+};
+inline constexpr bin_slot_layout bin_slots = [] {
+    bin_slot_layout l{};
+    for (unsigned c = 1; c < num_classes; ++c) {
+        l.start_at[c] = l.start_slots;
+        l.start_slots += bin_start_cap(c);
+        l.grown_at[c] = l.grown_slots;
+        l.grown_slots += bin_max_cap(c);
+    }
+    return l;
+}();
 // The caps' bytes when every bin is at its start.
 constexpr std::size_t start_cap_bytes() {
     std::size_t n = 0;
@@ -153,7 +169,10 @@ struct cache_bin {
     // count <= cap <= bin_max_cap: the owner lowers the count before the cap
     // and raises the cap before the count. Written by the owner only.
     std::atomic<std::uint32_t> cap;
-    void** slots;  // room for bin_max_cap objects
+    // Room for cap objects: the bin's start region while its cap is at the
+    // start, its grown region once it has grown (bin_slots). Written by the
+    // owner alone; other threads read it with acquire (bin_slots_of).
+    void** slots;
     // Counters for statistics, written by the owner only. The fast paths keep
     // one between them: a free bumps nfree, a malloc only pops. The mallocs
     // follow from what went through the bin,
@@ -235,10 +254,23 @@ struct mcache : cache_front {
     cache_sizing sizing;
     mcache* next;  // on the live or the parked list
     mcache* prev;
-    void* storage[total_bin_slots()];
+    void* start_slots[bin_slots.start_slots];
+    void* grown_slots[bin_slots.grown_slots];
     // Recently freed large spans, the thread's own (large.h).
     thread_large_slots large;
 };
+
+// Bin c's slots and how many of them there are, as a thread other than the
+// owner may read them (statistics, the heap walkers): the owner moves the
+// slots once, when the bin first grows, after copying them.
+struct bin_view {
+    void* const* slots;
+    std::uint32_t room;
+};
+inline bin_view bin_slots_of(const mcache* mc, unsigned c) noexcept {
+    void* const* s = std::atomic_ref<void** const>(mc->bins[c].slots).load(std::memory_order_acquire);
+    return {s, s == &mc->start_slots[bin_slots.start_at[c]] ? bin_start_cap(c) : bin_max_cap(c)};
+}
 
 // The TLS pointer is never null. Before its thread has a cache, and after the
 // thread handed it back, it points at one of two empty fronts whose bins hold

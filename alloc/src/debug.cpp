@@ -261,9 +261,12 @@ bool check_caches(report& r) {
             const std::uint32_t cap = b.cap.load(std::memory_order_acquire);
             if (cap < bin_start_cap(c) || cap > bin_max_cap(c))
                 ok = r.fail("bin of class %u has cap %u outside [%u, %u]", c, cap, bin_start_cap(c), bin_max_cap(c));
-            else if (n > bin_max_cap(c))
-                ok = r.fail("bin of class %u holds %u > its slots %u", c, n, bin_max_cap(c));
-            check_held(b.slots, n, c);
+            else if (const bin_view v = bin_slots_of(mc, c); n > v.room)
+                ok = r.fail("bin of class %u holds %u > its slots %u", c, n, v.room);
+            else if (cap > v.room)
+                ok = r.fail("bin of class %u has cap %u in a region of %u slots", c, cap, v.room);
+            else
+                check_held(v.slots, n, c);
         }
     }
     for (unsigned c = 1; ok && c < num_classes; ++c) check_held(g.transfer[c].objects(), g.transfer[c].size(), c);

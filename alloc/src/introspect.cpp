@@ -129,10 +129,10 @@ void shape_from_walk(heap_shape& h) {
 
 bool in_some_cache(unsigned c, std::uintptr_t obj) {
     for (const mcache* mc = g.live; mc != nullptr; mc = mc->next) {
-        const cache_bin& b = mc->bins[c];
-        const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-        for (std::uint32_t i = 0; i < n && i < bin_max_cap(c); ++i)
-            if (reinterpret_cast<std::uintptr_t>(b.slots[i]) == obj) return true;
+        const std::uint32_t n = mc->bins[c].count.load(std::memory_order_relaxed);
+        const bin_view v = bin_slots_of(mc, c);
+        for (std::uint32_t i = 0; i < n && i < v.room; ++i)
+            if (reinterpret_cast<std::uintptr_t>(v.slots[i]) == obj) return true;
     }
     return false;
 }
