@@ -12,6 +12,10 @@
 // A span whose objects are all free goes back to mheap, except one per class
 // kept as a spare so that a cache that drains and refills around a batch
 // boundary does not make the heap carve the same span again and again.
+// Spans come from the heap, and go back to it, as many at a time as one
+// fill or release needs (up to max_fresh_spans under one hold of the heap's
+// lock): for the classes of one to a few objects a span, a refill is
+// several spans.
 //
 // Callers: thread caches (and threads whose cache is gone). Lock order:
 // mcentral -> mheap.
