@@ -28,11 +28,11 @@
 //                    threads' iterations and averages their times: per_op is
 //                    the wall time per key of all the threads together)
 //
-// Destruction of a map is timed by workload alone, never by the others. Every benchmark reports per_op (seconds
-// per operation) from the manual time, i.e. the timed part alone, as is
-// real_time (Google Benchmark appends /manual_time to the names, which
-// report.py ignores); cpu_time is Google Benchmark's thread clock with the
-// set-up paused, near but not equal to it. insert and insert_reserved report
+// Destruction of a map is timed by workload alone, never by the others.
+// Every benchmark reports per_op (seconds per operation) from the manual
+// time, i.e. the timed part alone, as is real_time (Google Benchmark appends
+// /manual_time to the names, which report.py ignores); cpu_time is Google
+// Benchmark's thread clock with the set-up paused, near but not equal to it. insert and insert_reserved report
 // bytes_per_entry (below); the str ones also key_bytes_per_entry, the part of
 // it that is the keys' own heap text.
 //
@@ -107,12 +107,12 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <mutex>
 #include <memory_resource>
+#include <mutex>
 #include <new>
 #include <string>
-#include <thread>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <unordered_map>
 #include <utility>

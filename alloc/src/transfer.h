@@ -4,8 +4,9 @@
 // A thread cache moves objects in batches (bin_batch objects of a class).
 // When a full bin gives a batch up (or several: bin_move), it is parked here
 // as it is — an array of pointers copied in — and the next cache of the class
-// that runs dry takes it back the same way. Neither end touches a span: no span list,
-// no free bitmap, no page map, just a copy under a lock held for that copy.
+// that runs dry takes it back the same way. Neither end touches a span: no
+// span list, no free bitmap, no page map, just a copy under a lock held for
+// that copy.
 // So a producer thread and a consumer thread, or any two threads that
 // allocate and free the same class at different rates, trade whole batches
 // in O(1), and mcentral (whose lock covers span walks) sees only the
