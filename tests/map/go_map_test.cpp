@@ -315,4 +315,48 @@ TEST(GoMap, EmptyOneRunBecomesEmptyRest) {
     }
 }
 
+// Erase's word update against a model of Go's byte loop, in both of its
+// forms: a bucket whose bytes after its first empty_rest are all empty_rest,
+// a live slot erased, and for slot 7 the next bucket's state (tail_rest).
+template <bool BranchFree>
+void check_erase_tophash() {
+    using namespace spanmap::detail;
+    std::uint64_t rng = 11;
+    auto next = [&rng] {
+        rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+        return rng >> 33;
+    };
+    int erased = 0;
+    int runs_to_zero = 0;
+    for (int round = 0; round < 40000; ++round) {
+        const unsigned rest_from = static_cast<unsigned>(next() % 9);
+        std::array<std::uint8_t, 8> th{};
+        for (unsigned k = 0; k < rest_from; ++k) {
+            th[k] = next() % 3 == 0 ? std::uint8_t{empty_one} : static_cast<std::uint8_t>(min_top_hash + next() % 251);
+        }
+        const unsigned i = static_cast<unsigned>(next() % 8);
+        if (!is_live(th[i])) continue;
+        const bool tail_rest = next() % 2 != 0;
+        std::array<std::uint8_t, 8> want = th;
+        want[i] = empty_one;
+        const bool rest = i + 1 < 8 ? want[i + 1] == empty_rest : tail_rest;
+        unsigned k = i + 1;
+        if (rest) {
+            while (k > 0 && want[k - 1] == empty_one) want[--k] = empty_rest;
+        }
+        const bool reached_zero = erase_tophash<BranchFree>(th.data(), i, tail_rest);
+        ASSERT_EQ(th, want) << round;
+        ASSERT_EQ(reached_zero, rest && k == 0) << round;
+        ++erased;
+        runs_to_zero += reached_zero ? 1 : 0;
+    }
+    EXPECT_GT(erased, 10000);
+    EXPECT_GT(runs_to_zero, 100);  // the cross-bucket case is exercised
+}
+
+TEST(GoMap, EraseTophashMatchesTheByteLoop) {
+    check_erase_tophash<true>();
+    check_erase_tophash<false>();
+}
+
 }  // namespace
