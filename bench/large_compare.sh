@@ -29,7 +29,9 @@ allocs=(glibc spanmap)
 if [[ -n ${SPANMAP_BEFORE_SO:-} ]]; then lib[before]=$SPANMAP_BEFORE_SO; allocs+=(before); fi
 for peer in jemalloc:libjemalloc.so.2 tcmalloc:libtcmalloc_minimal.so.4 mimalloc:libmimalloc.so.2; do
   IFS=: read -r name so <<<"$peer"
-  p=$(ldconfig -p 2>/dev/null | awk -v so="$so" '$1 == so { print $NF; exit }')
+  # awk reads to the end: an early exit can kill ldconfig with SIGPIPE,
+  # which pipefail turns into this script's exit status (141).
+  p=$(ldconfig -p 2>/dev/null | awk -v so="$so" '$1 == so && p == "" { p = $NF } END { print p }')
   if [[ -n $p ]]; then lib[$name]=$p; allocs+=("$name"); else echo "large_compare.sh: $name skipped ($so not found)" >&2; fi
 done
 

@@ -33,7 +33,9 @@ bin=$build/bench/alloc_bench
 
 declare -A lib=([glibc]="" [spanmap]="$build/alloc/libspanmap_malloc.so")
 for peer in jemalloc:libjemalloc.so.2 tcmalloc:libtcmalloc_minimal.so.4 mimalloc:libmimalloc.so.2; do
-  p=$(ldconfig -p | awk -v so="${peer#*:}" '$1 == so { print $NF; exit }')
+  # awk reads to the end: an early exit can kill ldconfig with SIGPIPE,
+  # which pipefail turns into this script's exit status (141).
+  p=$(ldconfig -p | awk -v so="${peer#*:}" '$1 == so && p == "" { p = $NF } END { print p }')
   [[ -n $p ]] && lib[${peer%%:*}]=$p || echo "skipping ${peer%%:*}: ${peer#*:} not found" >&2
 done
 spanmaps=(spanmap)
