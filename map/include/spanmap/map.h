@@ -101,8 +101,10 @@
 // next slot is a counter, not a search; the old bucket's 8 markers are
 // written in one store. Each moved entry is hashed again, as in Go: a bucket
 // keeps only the top byte, and X or Y is bit oldB of the full hash.
-// erase(key) is inlined as find is; the run of empty_one slots it turns into
-// empty_rest is found in one word. bench/map_opcount.cpp counts the
+// erase(key) is inlined as find is; its whole tophash update, the erased
+// slot and the run of empty_one slots it may turn into empty_rest, is one
+// word, with no branch on the neighbours while the array fits a core's
+// cache (detail::erase_tophash). bench/map_opcount.cpp counts the
 // instructions per operation under callgrind (figures in its comment).
 //
 // ## Iterators and references

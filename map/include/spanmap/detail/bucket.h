@@ -274,34 +274,40 @@ inline bool clear_empty_one_run(unsigned char* tophash, [[maybe_unused]] unsigne
     return kept == 0;
 }
 
-// Erase's whole tophash update for slot i, one load and one store: slot i
-// becomes empty_one, and if nothing live follows it in its chain — slot i+1
-// is empty_rest, or for slot 7 the caller says so in `tail_rest` (the next
-// bucket's test needs the overflow word; other slots ignore it) — the run of empty_one slots ending
+// Erase's whole tophash update for slot i: slot i becomes empty_one, and if
+// nothing live follows it in its chain — slot i+1 is empty_rest, or for slot
+// 7 the caller says so in `tail_rest` (the next bucket's test needs the
+// overflow word; other slots ignore it) — the run of empty_one slots ending
 // at i becomes empty_rest, as clear_empty_one_run does. Returns whether such
-// a run reached slot 0 (it may go on in the previous bucket). The byte is
-// set in the loaded word, not stored alone first: a word load after a byte
-// store to it waits for the store.
+// a run reached slot 0 (it may go on in the previous bucket).
 //   Whether the run is cleared depends on the erased key's neighbours, which
 // no predictor can guess: as a branch it is missed on a third of the erases
 // of a shuffled erase-all. BranchFree computes both outcomes and selects,
 // which pays while the bucket array sits in the core's cache (10k u64 keys:
 // 11.8 ns an erase with the branch, 7.7 without; 100k: 14.0, 13.1). Past
-// that each erase waits on memory, and what counts is how long the store's
-// data takes once the bucket arrives: the select's chain is longer than a
-// predicted branch's, and 1M keys take 38 ns an erase against 33.
+// that each erase waits on memory, and what counts is how much waits for the
+// bucket's line: the select's chain is longer than a predicted branch's, and
+// 1M keys took 38 ns an erase against 33. BranchFree sets the byte in the
+// loaded word (a word load after a byte store to it would wait for the
+// store); the other form stores the byte alone and reads the word only to
+// clear a run (a word form with a branch still lost 10% at 1M keys).
 template <bool BranchFree>
 inline bool erase_tophash(unsigned char* tophash, unsigned i, bool tail_rest) noexcept {
-    constexpr std::uint64_t lsb = tophash_word::lsb;
-    std::uint64_t w;
-    std::memcpy(&w, tophash, sizeof w);
-    if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
-    const unsigned shift = 8 * i;
-    w = (w & ~(std::uint64_t{0xff} << shift)) | (std::uint64_t{empty_one} << shift);
-    // The byte after i (zero past slot 7, where tail_rest decides).
-    const bool rest = ((((w >> shift) >> 8) & 0xff) == empty_rest) & ((i != bucket_cnt - 1) | tail_rest);
-    bool reached_zero = false;
-    if (BranchFree || rest) {
+    if constexpr (!BranchFree) {
+        // The byte alone, and the word only when the run is to be cleared:
+        // past the cache, the fewer instructions wait on the bucket's line.
+        tophash[i] = empty_one;
+        const bool rest = i != bucket_cnt - 1 ? tophash[i + 1] == empty_rest : tail_rest;
+        return rest && clear_empty_one_run(tophash, i);
+    } else {
+        constexpr std::uint64_t lsb = tophash_word::lsb;
+        std::uint64_t w;
+        std::memcpy(&w, tophash, sizeof w);
+        if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
+        const unsigned shift = 8 * i;
+        w = (w & ~(std::uint64_t{0xff} << shift)) | (std::uint64_t{empty_one} << shift);
+        // The byte after i (zero past slot 7, where tail_rest decides).
+        const bool rest = ((((w >> shift) >> 8) & 0xff) == empty_rest) & ((i != bucket_cnt - 1) | tail_rest);
         // A byte above empty_one has a bit besides bit 0: kept is nonzero in
         // exactly the bytes to keep, and everything above the highest of
         // them becomes empty_rest (all of it when there is none; `| 1` only
@@ -310,11 +316,10 @@ inline bool erase_tophash(unsigned char* tophash, unsigned i, bool tail_rest) no
         const unsigned high = 63 ^ static_cast<unsigned>(__builtin_clzll(kept | 1));
         const std::uint64_t cleared = w & ((std::uint64_t{2} << (high | 7)) - 1) & ~std::uint64_t{kept == 0};
         w ^= (w ^ cleared) & (std::uint64_t{0} - rest);
-        reached_zero = rest & (kept == 0);
+        if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
+        std::memcpy(tophash, &w, sizeof w);
+        return rest & (kept == 0);
     }
-    if constexpr (std::endian::native == std::endian::big) w = __builtin_bswap64(w);
-    std::memcpy(tophash, &w, sizeof w);
-    return reached_zero;
 }
 
 // Stored behind a pointer: too big to copy around in buckets (Go's rule), or
