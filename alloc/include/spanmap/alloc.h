@@ -52,9 +52,9 @@ public:
     void deallocate(T* p, std::size_t n) noexcept { spanmap::deallocate(p, n * sizeof(T), alignof(T)); }
 
     // Beyond std::allocator: a container that finds these members uses them
-    // (spanmap::map does, for its bucket arrays). allocate_zeroed(n) is
-    // allocate(n) with the memory zeroed, free of a memset when the pages are
-    // fresh; good_size(n) is how many T the block of allocate(n) really holds.
+    // (spanmap::map uses good_size for its bucket arrays). allocate_zeroed(n)
+    // is allocate(n) with the memory zeroed, free of a memset when the pages
+    // are fresh; good_size(n) is how many T the block of allocate(n) really holds.
     // Either block goes back through deallocate(p, m) for any m in [n, good_size(n)].
     [[nodiscard]] T* allocate_zeroed(std::size_t n) {
         if (n > std::numeric_limits<std::size_t>::max() / sizeof(T)) throw std::bad_array_new_length();

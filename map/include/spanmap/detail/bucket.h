@@ -94,7 +94,7 @@ enum tophash_marker : std::uint8_t {
     min_top_hash = 5,     // a live slot's tophash is at least this
 };
 static_assert(empty_rest == 0,
-              "a cleared bucket (zero bytes, e.g. from allocate_zeroed) must read as empty_rest in every slot");
+              "a cleared bucket (zero bytes) must read as empty_rest in every slot");
 static_assert(empty_one == empty_rest + 1, "is_empty(t) is t <= empty_one");
 static_assert(evacuated_y == evacuated_x + 1,
               "evacuation writes evacuated_x + use_y, use_y being 0 (X) or 1 (Y)");
@@ -407,20 +407,13 @@ bool evacuated(bucket<Slot>* b) noexcept {
 constexpr bool is_live(std::uint8_t t) noexcept { return t >= min_top_hash; }
 
 // What the map takes from an allocator beyond std::allocator_traits, found
-// by its members, not its name (spanmap::allocator has both):
+// by its members, not its name (spanmap::allocator has it):
 //   good_size(n): how many objects the block that allocate(n) hands out
 //     really holds, so an array of buckets is rounded up to its size class
-//     (Go's roundupsize) and the tail becomes preallocated overflow buckets;
-//   allocate_zeroed(n): n objects' worth of zero bytes, which an arena hands
-//     out without a memset when its pages are fresh (Go's make(map, n)
-//     clears its array the same way, through fresh spans).
+//     (Go's roundupsize) and the tail becomes preallocated overflow buckets.
 template <class A>
 concept sizing_allocator = requires(const A& a, std::size_t n) {
     { a.good_size(n) } -> std::convertible_to<std::size_t>;
-};
-template <class A>
-concept zeroing_allocator = requires(A& a, std::size_t n) {
-    { a.allocate_zeroed(n) } -> std::same_as<typename std::allocator_traits<A>::pointer>;
 };
 
 // An allocator that can take a block back and return its memory to the OS at
