@@ -32,9 +32,9 @@
 // Every benchmark reports per_op (seconds per operation) from the manual
 // time, i.e. the timed part alone, as is real_time (Google Benchmark appends
 // /manual_time to the names, which report.py ignores); cpu_time is Google
-// Benchmark's thread clock with the set-up paused, near but not equal to it. insert and insert_reserved report
-// bytes_per_entry (below); the str ones also key_bytes_per_entry, the part of
-// it that is the keys' own heap text.
+// Benchmark's thread clock with the set-up paused, near but not equal to it.
+// insert and insert_reserved report bytes_per_entry (below); the str ones
+// also key_bytes_per_entry, the part of it that is the keys' own heap text.
 //
 // What is and is not comparable:
 //   - Each map uses its own default hash, as its users get it: spanmap::hash

@@ -233,6 +233,7 @@ TEST_F(Basic, AllocatorOverflowThrowsBadArrayNewLength) {
     spanmap::allocator<std::uint64_t> a;
     EXPECT_THROW((void)a.allocate(kSizeMax / 4), std::bad_array_new_length);
     EXPECT_THROW((void)a.allocate(kSizeMax), std::bad_array_new_length);
+    EXPECT_THROW((void)a.allocate_zeroed(kSizeMax / 4), std::bad_array_new_length);
     // No overflow, just too big: the plain failure.
     try {
         (void)a.allocate(kSizeMax / 16);
@@ -559,6 +560,12 @@ TEST_F(Basic, AllocatorHonoursOverAlignedTypes) {
         EXPECT_EQ(addr(p) % 64, 0u) << n;
         std::memset(static_cast<void*>(p), 0x3c, n * sizeof(cache_line));
         a.deallocate(p, n);
+        // The same block dirtied just now comes back zeroed, still aligned
+        // (allocate_zeroed is the allocator's, for containers that want it).
+        cache_line* z = a.allocate_zeroed(n);
+        EXPECT_EQ(addr(z) % 64, 0u) << n;
+        EXPECT_EQ(first_nonzero(z, n * sizeof(cache_line)), -1) << "allocate_zeroed(" << n << ")";
+        a.deallocate(z, n);
     }
     // Rebinding yields an equal allocator: memory from one frees through the other.
     spanmap::allocator<char> c(a);
