@@ -21,7 +21,7 @@ void reset_sizing(mcache* mc) noexcept {
     for (unsigned c = 1; c < num_classes; ++c) {
         std::atomic_ref<void**>(mc->bins[c].slots).store(&mc->start_slots[bin_slots.start_at[c]], std::memory_order_release);
         mc->bins[c].cap.store(bin_start_cap(c), std::memory_order_relaxed);
-        z.bins[c] = bin_sizing{0, false};
+        z.bins[c] = bin_sizing{0, false, bin_first_fill(c)};
     }
     z.cap_bytes = start_cap_bytes();
     z.events = 0;
@@ -242,8 +242,12 @@ void* refill_and_pop(mcache* mc, unsigned c) noexcept {
     std::size_t got = g.transfer[c].take(b.slots, move);
     if (got == 0) {
         maybe_start_scavenger();
-        got = g.central[c].fill(b.slots, move);
+        // Fresh objects ramp up (bin_first_fill); batches from the transfer
+        // tier are marked already, so they come whole.
+        std::uint32_t& fill = mc->sizing.bins[c].fill;
+        got = g.central[c].fill(b.slots, fill < move ? fill : move);
         if (got == 0) return nullptr;
+        if (fill < move) fill = 2 * fill < move ? 2 * fill : move;
         // Out of their span's free set, the objects are marked free before
         // the bin exposes them (fastpath.h), outside mcentral's lock; the one
         // about to be popped needs none.

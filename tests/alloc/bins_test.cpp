@@ -77,6 +77,31 @@ TEST_F(Bins, ABatchOf1000GrowsItsBinUntilItCyclesThroughItAlone) {
     }
 }
 
+// Fresh objects enter a bin a page's worth first, then twice as many per
+// refill up to a move (cache.h, bin_first_fill): a thread that allocates one
+// object of a class writes the free mark into a page of them, not a move.
+TEST_F(Bins, RefillsFromMcentralRampUpFromAPageOfObjects) {
+    for (const std::size_t size : {8, 96, 1024, 4096, 32768}) {
+        in_new_thread([size] {
+            const unsigned c = d::size_class_malloc(size);
+            const std::uint32_t move = d::bin_move(c, d::bin_start_cap(c));
+            ASSERT_EQ(d::bin_first_fill(c), std::clamp<std::uint32_t>(4096 / sc::class_size[c], 1, move)) << size;
+            // Batches parked by earlier tests would come whole.
+            d::drain_transfer();
+            std::vector<void*> kept;
+            std::uint32_t expect = d::bin_first_fill(c);
+            for (int refill = 0; refill < 8; ++refill) {
+                kept.push_back(spanmap_malloc(size));
+                ASSERT_NE(kept.back(), nullptr);
+                EXPECT_EQ(count_of(c), expect - 1) << size << " B, refill " << refill;
+                while (count_of(c) != 0) kept.push_back(spanmap_malloc(size));
+                expect = std::min(2 * expect, move);
+            }
+            for (void* p : kept) spanmap_free(p);
+        });
+    }
+}
+
 TEST_F(Bins, ABinThatOnlyOverflowsKeepsItsCap) {
     // Objects allocated by one thread, freed by another: the freeing thread's
     // bin never runs dry, so it passes batches on instead of hoarding.
