@@ -11,18 +11,7 @@
 
 namespace spanmap::detail {
 
-constinit const arena_leaf empty_arena_leaf{};
-constinit const arena_leaf* arena_root[arena_root_entries] = {
-#define SPANMAP_E1 &empty_arena_leaf,
-#define SPANMAP_E8 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1 SPANMAP_E1
-#define SPANMAP_E64 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8 SPANMAP_E8
-    SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64
-    SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64 SPANMAP_E64
-#undef SPANMAP_E64
-#undef SPANMAP_E8
-#undef SPANMAP_E1
-};
-static_assert(arena_root_entries == 16 * 64, "arena_root's initialiser spells out every entry");
+constinit const arena_leaf* arena_root[arena_root_entries] = {};
 
 void set_state(mspan* s, span_state to) noexcept {
     const bool ok = s->state == span_state::idle ? to != span_state::idle : to == span_state::idle;
@@ -201,7 +190,7 @@ heap_arena* mheap::add_arena(std::uintptr_t base, std::uint32_t reserved_pages) 
     }
     std::atomic_ref<const arena_leaf*> root(arena_root[base >> (arena_shift + arena_leaf_bits)]);
     auto* leaf = const_cast<arena_leaf*>(root.load(std::memory_order_relaxed));
-    if (leaf == &empty_arena_leaf) {
+    if (leaf == nullptr) {
         leaf = static_cast<arena_leaf*>(os_map(sizeof(arena_leaf)));
         if (leaf == nullptr) return nullptr;
         metadata_sys.fetch_add(sizeof(arena_leaf), std::memory_order_relaxed);
