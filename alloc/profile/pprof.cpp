@@ -30,7 +30,7 @@ void copy_maps(text_writer& w) noexcept {
 
 }  // namespace
 
-bool write_profile(const char* path) noexcept {
+[[gnu::cold]] bool write_profile(const char* path) noexcept {
     const int fd = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) return false;
     bool ok = false;

@@ -214,7 +214,7 @@ profile_totals read_profile_totals() noexcept {
     return totals_locked();
 }
 
-bool profile_check_invariants(char* why, std::size_t why_len) noexcept {
+[[gnu::cold]] bool profile_check_invariants(char* why, std::size_t why_len) noexcept {
     const auto fail = [&](const char* msg, std::uintptr_t addr) {
         std::snprintf(why, why_len, "%s (object %#lx)", msg, static_cast<unsigned long>(addr));
         return false;

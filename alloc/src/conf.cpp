@@ -89,7 +89,7 @@ constexpr option options[] = {
 // --- warnings, without allocating --------------------------------------------------
 
 // Quotes at most 64 bytes of what the user wrote; one line, one write.
-void warn(std::string_view what, std::string_view text, std::string_view key = {}) noexcept {
+[[gnu::cold]] void warn(std::string_view what, std::string_view text, std::string_view key = {}) noexcept {
     const int saved = errno;
     text_writer w(STDERR_FILENO);
     w << "spanmap: SPANMAP_CONF: " << what << " \"" << text.substr(0, 64) << (text.size() > 64 ? "...\"" : "\"");

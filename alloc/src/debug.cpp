@@ -298,7 +298,7 @@ namespace spanmap::debug {
 
 using namespace spanmap::detail;
 
-heap_info read_heap_info() noexcept {
+[[gnu::cold]] heap_info read_heap_info() noexcept {
     ensure_init();
     heap_info info{};
     info.arenas = g.heap.arenas();
@@ -330,7 +330,7 @@ heap_info read_heap_info() noexcept {
     return info;
 }
 
-bool check_invariants(char* why, std::size_t why_len) noexcept {
+[[gnu::cold]] bool check_invariants(char* why, std::size_t why_len) noexcept {
     ensure_init();
     report r(why, why_len);
     lock_all();

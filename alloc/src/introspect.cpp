@@ -222,7 +222,7 @@ std::size_t read_caches(void (*fn)(void* ctx, const cache_row& row), void* ctx) 
     return n;
 }
 
-address_facts look_up(const void* ptr) noexcept {
+[[gnu::cold]] address_facts look_up(const void* ptr) noexcept {
     const auto p = reinterpret_cast<std::uintptr_t>(ptr);
     address_facts r{};
     r.where = place::not_in_heap;

@@ -46,7 +46,7 @@ void write_stderr(const char* s) noexcept {
 // One write for the whole line where it fits, so that messages of threads
 // dying at once do not interleave; nothing here allocates (the heap is in no
 // state to be entered again).
-void fatal(const char* what, const void* ptr, const char* detail) noexcept {
+[[gnu::cold]] void fatal(const char* what, const void* ptr, const char* detail) noexcept {
     text_writer w(STDERR_FILENO);
     w << "spanmap: " << what << " ";
     w.hex(reinterpret_cast<std::uintptr_t>(ptr));

@@ -169,7 +169,7 @@ namespace spanmap {
 
 using namespace spanmap::detail;
 
-mapping_report inspect_mappings() noexcept {
+[[gnu::cold]] mapping_report inspect_mappings() noexcept {
     introspect::ensure_init();
     mapping_report rep{};
     heap_ranges ranges;

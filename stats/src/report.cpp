@@ -258,7 +258,7 @@ void json_mappings(writer& w, const report_data& d) {
     w.put("    ]\n  }\n");
 }
 
-void write_report(writer& w, stats_format format) {
+[[gnu::cold]] void write_report(writer& w, stats_format format) {
     report_data d;
     gather(d);
     if (format == stats_format::json) {
@@ -283,7 +283,7 @@ namespace spanmap {
 
 using namespace spanmap::detail;
 
-void print_stats(std::FILE* f, stats_format format) noexcept {
+[[gnu::cold]] void print_stats(std::FILE* f, stats_format format) noexcept {
     if (f == nullptr) return;
     // What the program already wrote to f goes first; then straight to the
     // descriptor, so stdio never needs a buffer (which it would malloc).
@@ -293,7 +293,7 @@ void print_stats(std::FILE* f, stats_format format) noexcept {
     w.finish();
 }
 
-std::size_t format_stats(char* buf, std::size_t len, stats_format format) noexcept {
+[[gnu::cold]] std::size_t format_stats(char* buf, std::size_t len, stats_format format) noexcept {
     writer w(buf, len);
     write_report(w, format);
     return w.finish();
