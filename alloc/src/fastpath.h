@@ -17,11 +17,12 @@
 //     set too while the span holds it: the checked path tests that as well.
 // So free of any address that is not a live object's start finds a
 // misplaced address (the object-start test), an index never handed out, or a
-// mark, and stops the process; the fast path pays for the mark alone. The mark is keyed and not linear in the address (an odd
-// multiplier after an xor): reading one freed object's first word gives away
+// mark, and stops the process; the fast path pays for one byte of the mark
+// alone (has_mark_tag). The mark is keyed and not linear in the address (an
+// odd multiplier after an xor): reading one freed object's first word gives away
 // neither key, so a use-after-free read cannot forge the mark of another
 // address. Live objects are told apart from free ones by the mark alone; a
-// live object whose first word equals its own mark by chance (odds 2^-64)
+// live object whose first word equals its own mark by chance (odds 2^-62)
 // would be reported as a double free.
 #pragma once
 
@@ -31,10 +32,25 @@
 
 namespace spanmap::detail {
 
-// Never zero (free_key_xor keeps low bits that no object address has, and the
-// multiplier is odd), so a fresh, zeroed object never looks free.
+// The product's top 62 bits under a top byte of 0x80-0xbf: never zero, so a
+// fresh, zeroed object never looks free, and none of the commonest top bytes
+// of a live object's first word (0x00 or 0xff of a pointer or an integer,
+// ASCII text). The byte free's fast path compares (has_mark_tag) holds the
+// product's best-mixed bits.
 inline std::uintptr_t free_mark(std::uintptr_t p) noexcept {
-    return std::rotl((p ^ g.free_key_xor) * g.free_key_mul, 32);
+    return ((p ^ g.free_key_xor) * g.free_key_mul) >> 2 | std::uintptr_t{1} << 63;
+}
+// The one byte of the mark that free's fast path reads: the mark's top byte,
+// wherever the byte order puts it. An 8-byte load of a word that the program
+// has just written with narrower stores (a byte, a 4-byte field) cannot be
+// forwarded from them, and waits for them to reach the cache: in a
+// malloc/write-a-byte/free loop that wait was most of the pair's time. A
+// one-byte load always is. A live object whose byte matches by chance (top
+// bytes of 0x80-0xbf) is sent to the checked path, which compares the whole
+// word and frees it.
+inline constexpr std::size_t mark_tag_offset = std::endian::native == std::endian::little ? sizeof(std::uintptr_t) - 1 : 0;
+inline bool has_mark_tag(const void* p, std::uintptr_t mark) noexcept {
+    return static_cast<const unsigned char*>(p)[mark_tag_offset] == static_cast<unsigned char>(mark >> 56);
 }
 
 // The one place an object enters a bin: mark it free, then push it. The slot
@@ -139,7 +155,7 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
     // sample: then no offset passes, and the checked path frees the sample.
     const std::uint64_t start_mul = s->free_start_mul.load(std::memory_order_relaxed);
     if (__builtin_expect(off >= s->handed_end.load(std::memory_order_relaxed) || off * start_mul >= start_mul ||
-                             *static_cast<const std::uintptr_t*>(ptr) == mark || size > sc::class_size[c],
+                             has_mark_tag(ptr, mark) || size > sc::class_size[c],
                          0))
         return false;
     // No cache (see cache_states) is a full bin.

@@ -10,6 +10,7 @@
 // allocator's own message, after the announcement, names that same address
 // together with words saying what is wrong.
 
+#include "fastpath.h"
 #include "internal.h"
 #include "test_util.h"
 
@@ -201,6 +202,39 @@ TEST_F(AllocDeathTest, DoubleFreeWithAnotherFreeInBetween) {
 // Three spans' worth of 1 KiB objects, all freed and flushed: mcentral keeps
 // at most an empty span or so and gives the rest back to the heap, so the
 // second free meets an object of a span that may no longer exist.
+// free's fast path compares one byte of the free mark (fastpath.h,
+// has_mark_tag). A live object whose first word shares that byte with its
+// mark, and differs elsewhere, is freed all the same (by the checked path,
+// which compares the whole word), and freeing it twice is still caught.
+TEST_F(AllocDeathTest, LiveObjectSharingTheMarksTestedByteIsFreedAndItsDoubleFreeCaught) {
+    namespace d = spanmap::detail;
+    for (const std::size_t size : {16, 256, 4096}) {
+        void* p = spanmap_malloc(size);
+        ASSERT_NE(p, nullptr);
+        const std::uintptr_t mark = d::free_mark(addr(p));
+        const std::uintptr_t near = mark ^ 1;
+        std::memcpy(p, &near, sizeof near);
+        ASSERT_TRUE(d::has_mark_tag(p, mark)) << size;
+        spanmap_free(p);
+        // Freed into the bin it came from: the next object of the class.
+        void* q = spanmap_malloc(size);
+        EXPECT_EQ(q, p) << size;
+        spanmap_free(q);
+        EXPECT_DIES_NAMING(q, spanmap_free(q), kBadPointer);
+    }
+}
+
+// The tested byte is never one a live object's first word commonly has in
+// that place (0x00, 0xff, ASCII): the mark's top byte is 0x80-0xbf.
+TEST(FreeMark, TopByteIsBetween0x80And0xbf) {
+    void* p = spanmap_malloc(16);  // the keys are drawn at initialisation
+    spanmap_free(p);
+    for (std::uintptr_t a = 0x10000; a < 0x10000 + 16 * 100000; a += 16) {
+        const std::uintptr_t mark = spanmap::detail::free_mark(a);
+        ASSERT_EQ(mark >> 62, 2u) << std::hex << a;
+    }
+}
+
 TEST_F(AllocDeathTest, DoubleFreeAfterItsSpanWentBackToTheHeap) {
     constexpr std::size_t kPerSpan = 8;  // 1024-byte class, one page
     std::vector<void*> blocks;
