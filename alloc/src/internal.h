@@ -25,6 +25,13 @@ inline constexpr std::size_t arena_bitmap_words = pages_per_arena / 64;
 // User-space addresses on x86-64 and arm64 fit 48 bits (the kernel hands out
 // higher ones only when asked with a hint); the page map covers exactly that.
 inline constexpr std::size_t address_bits = 48;
+// Where the heap's first region is placed (mheap::reserve_region): a random
+// arena boundary among heap_hint_arenas from heap_hint_base, 32 TiB between
+// 32 and 64 TiB, far from the executable and brk (near 0x55... with PIE, or
+// the bottom) and from the kernel's mmap area (below 128 TiB, top-down): 19
+// bits of randomness for the heap's address.
+inline constexpr std::uintptr_t heap_hint_base = std::uintptr_t{1} << 45;
+inline constexpr std::uintptr_t heap_hint_arenas = (std::uintptr_t{1} << 45) >> arena_shift;
 inline constexpr std::size_t num_classes = sc::num_classes;
 inline constexpr std::size_t max_small_size = sc::max_small_size;
 // Larger requests fail at once: no page count may overflow its 32 bits, and
