@@ -228,7 +228,7 @@ std::uintptr_t mheap::reserve_region(std::size_t bytes, std::size_t align) noexc
         const std::uintptr_t next = round_up(top_->base + arena_bytes, align);
         if (fits(next) && os_map_at(reinterpret_cast<void*>(next), bytes) != nullptr) return next;
     }
-#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if !defined(__SANITIZE_ADDRESS__) && !defined(SPANMAP_TSAN)
     // The first region: at a random arena boundary far below the kernel's
     // own choices (heap_hint_*), as Go puts its arenas at a fixed hint. The
     // kernel fills the address space top-down from just below the stack, so
