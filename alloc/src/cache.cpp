@@ -21,6 +21,7 @@ void reset_sizing(mcache* mc) noexcept {
     for (unsigned c = 1; c < num_classes; ++c) {
         std::atomic_ref<void**>(mc->bins[c].slots).store(&mc->start_slots[bin_slots.start_at[c]], std::memory_order_release);
         mc->bins[c].cap.store(bin_start_cap(c), std::memory_order_relaxed);
+        mc->bins[c].size = sc::class_size[c];
         z.bins[c] = bin_sizing{0, false, bin_first_fill(c)};
     }
     z.cap_bytes = start_cap_bytes();
@@ -86,10 +87,10 @@ void retire(mcache* mc) noexcept {
         flush_bin(mc, c, 0);
         cache_bin& b = mc->bins[c];
         // Threads may exit together: these two need a real read-modify-write.
-        g.retired_nmalloc[c].fetch_add(bin_nmalloc(b), std::memory_order_relaxed);
+        g.retired_nmalloc[c].fetch_add(bin_nmalloc(mc, c), std::memory_order_relaxed);
         g.retired_nfree[c].fetch_add(b.nfree.load(std::memory_order_relaxed), std::memory_order_relaxed);
         b.nfree.store(0, std::memory_order_relaxed);
-        b.nmoved_in.store(0, std::memory_order_relaxed);
+        mc->moved_in[c].store(0, std::memory_order_relaxed);
     }
     // The next thread starts small again.
     reset_sizing(mc);
@@ -127,7 +128,7 @@ void flush_bin_to(mcache* mc, unsigned c, std::uint32_t keep, bool via_transfer)
     // is an object in both: a fork taken in between (the child keeps this
     // thread's cache but not this thread) must not see it twice. The slots
     // past the count stay as they are until this thread writes them again.
-    bump(b.nmoved_in, std::uint64_t{0} - out);
+    bump(mc->moved_in[c], std::uint64_t{0} - out);
     b.count.store(keep, std::memory_order_release);
     const std::uint32_t parked = via_transfer ? g.transfer[c].put(b.slots + keep, out) : 0;
     if (parked != out) g.central[c].release(b.slots + keep + parked, out - parked);
@@ -197,7 +198,7 @@ void note_slow_event(mcache* mc) noexcept {
     for (unsigned c = 1; c < num_classes; ++c) {
         const cache_bin& b = mc->bins[c];
         // Both only grow, so their sum changes exactly when either does.
-        const std::uint64_t traffic = b.nfree.load(std::memory_order_relaxed) + bin_nmalloc(b);
+        const std::uint64_t traffic = b.nfree.load(std::memory_order_relaxed) + bin_nmalloc(mc, c);
         if (traffic == z.bins[c].traffic && b.cap.load(std::memory_order_relaxed) != bin_start_cap(c))
             shrink_bin(mc, c);
         z.bins[c].traffic = traffic;
@@ -232,7 +233,7 @@ SPANMAP_ALLOC_TEXT void* alloc_small_slow(unsigned c) noexcept {
     cache_bin& b = mc->bins[c];
     const std::uint32_t n = b.count.load(std::memory_order_relaxed);
     void* p = n != 0 ? bin_pop(b, n, c) : refill_and_pop(mc, c);
-    return p != nullptr ? count_for_profile(mc, p, c) : nullptr;
+    return p != nullptr ? count_for_profile(mc, b, p) : nullptr;
 }
 
 void* refill_and_pop(mcache* mc, unsigned c) noexcept {
@@ -256,7 +257,7 @@ void* refill_and_pop(mcache* mc, unsigned c) noexcept {
             poison_free_object(b.slots[i], sc::class_size[c]);
         }
     }
-    bump(b.nmoved_in, std::uint64_t{got});
+    bump(mc->moved_in[c], std::uint64_t{got});
     b.count.store(static_cast<std::uint32_t>(got), std::memory_order_release);
     mc->sizing.bins[c].refilled = true;
     // Frees mostly return what was recently handed out: the batch's arena

@@ -177,36 +177,46 @@ constexpr std::size_t max_transfer_bytes() {
 // The most one thread can hoard: its caps' bytes, every bin full.
 constexpr std::size_t max_cached_bytes() { return thread_cache_bytes; }
 
+// A value only its owner thread writes, which others read: the owner writes
+// it, and others read it, atomically (load, store, as std::atomic's), while
+// the owner's own reads are plain (owner_read), since no write can race with
+// them. A plain read is one the compiler may fold into the instruction that
+// uses it, as free's fast path folds the cap into its compare.
+template <class T>
+class owner_written {
+public:
+    T load(std::memory_order order) const noexcept { return std::atomic_ref<T>(const_cast<T&>(value_)).load(order); }
+    void store(T v, std::memory_order order) noexcept { std::atomic_ref<T>(value_).store(v, order); }
+    T owner_read() const noexcept { return value_; }
+
+private:
+    alignas(std::atomic_ref<T>::required_alignment) T value_{};
+};
+
+// 32 bytes, so that a class number is a bin's offset by one shift.
 struct cache_bin {
-    std::atomic<std::uint32_t> count;  // slots[0..count) hold free objects; written by the owner only
+    owner_written<std::uint32_t> count;  // slots[0..count) hold free objects
     // count <= cap <= bin_max_cap: the owner lowers the count before the cap
-    // and raises the cap before the count. Written by the owner only.
-    std::atomic<std::uint32_t> cap;
+    // and raises the cap before the count.
+    owner_written<std::uint32_t> cap;
     // Room for cap objects: the bin's start region while its cap is at the
     // start, its grown region once it has grown (bin_slots). Written by the
     // owner alone; other threads read it with acquire (bin_slots_of).
     void** slots;
-    // Counters for statistics, written by the owner only. The fast paths keep
-    // one between them: a free bumps nfree, a malloc only pops. The mallocs
-    // follow from what went through the bin,
-    //   nmalloc == nfree + nmoved_in - count,
-    // where nmoved_in counts objects refilled from mcentral less those
-    // flushed back (modulo 2^64), so a malloc costs no counter update.
+    // The free path's statistics counter, written by the owner only: a free
+    // bumps it, a malloc only pops. The mallocs follow from what went
+    // through the bin (bin_nmalloc), so a malloc costs no counter update.
     std::atomic<std::uint64_t> nfree;
-    std::atomic<std::uint64_t> nmoved_in;
+    // sc::class_size of the bin's class in a live cache (0 in the two empty
+    // fronts, cache_states, whose bins no pop reaches), as wide as the
+    // profiler's countdown: malloc subtracts it from the bin it has in hand,
+    // in one instruction, not from a table it would address first.
+    std::int64_t size;
 };
+static_assert(sizeof(cache_bin) == 32, "a bin's offset is its class shifted by 5");
 
-// The bin's mallocs so far (see cache_bin). Read by another thread while the
-// owner runs, a blur of the operations in flight: count is read first, with
-// acquire, and the owner bumps nfree before its release store of count, so a
-// free seen in count is seen in nfree.
-inline std::uint64_t bin_nmalloc(const cache_bin& b) noexcept {
-    const std::uint32_t n = b.count.load(std::memory_order_acquire);
-    return b.nfree.load(std::memory_order_relaxed) + b.nmoved_in.load(std::memory_order_relaxed) - n;
-}
-
-// The heap profiler's per-thread state (see sampling.h). First in mcache, so
-// the fast path's countdown is in the line the TLS pointer points at.
+// The heap profiler's per-thread state (see sampling.h), right after the bins
+// in the cache's front.
 struct cache_profile {
     // Bytes until the next sample point: every small allocation subtracts its
     // size, and the one that takes it below zero goes out of line
@@ -250,8 +260,11 @@ struct cache_sizing {
     bin_sizing bins[num_classes];
 };
 
-// What the fast paths read of a cache: the countdown and the bins.
+// What the fast paths read of a cache: the bins and the countdown. The bins
+// come first, so that bin c lies at c << 5 from the TLS pointer: one shift,
+// no add, between a class and its bin on both fast paths.
 struct cache_front {
+    cache_bin bins[num_classes];
     cache_profile prof;
     // The arena the last refill's objects came from, and its index (address
     // >> arena_shift): free tries it before the arena index, whose two loads
@@ -261,10 +274,13 @@ struct cache_front {
     // answer or no answer; ~0 matches no address. Owner only.
     std::uintptr_t arena_index = ~std::uintptr_t{0};
     heap_arena* arena = nullptr;
-    cache_bin bins[num_classes];
 };
 
 struct mcache : cache_front {
+    // Per bin, objects refilled from mcentral less those flushed back (modulo
+    // 2^64), written by the owner only, on the slow paths:
+    //   nmalloc == nfree + moved_in - count.
+    std::atomic<std::uint64_t> moved_in[num_classes];
     cache_sizing sizing;
     mcache* next;  // on the live or the parked list
     mcache* prev;
@@ -273,6 +289,16 @@ struct mcache : cache_front {
     // Recently freed large spans, the thread's own (large.h).
     thread_large_slots large;
 };
+
+// Bin c's mallocs so far (see mcache::moved_in). Read by another thread
+// while the owner runs, a blur of the operations in flight: count is read
+// first, with acquire, and the owner bumps nfree before its release store of
+// count, so a free seen in count is seen in nfree.
+inline std::uint64_t bin_nmalloc(const mcache* mc, unsigned c) noexcept {
+    const cache_bin& b = mc->bins[c];
+    const std::uint32_t n = b.count.load(std::memory_order_acquire);
+    return b.nfree.load(std::memory_order_relaxed) + mc->moved_in[c].load(std::memory_order_relaxed) - n;
+}
 
 // Bin c's slots and how many of them there are, as a thread other than the
 // owner may read them (statistics, the heap walkers): the owner moves the

@@ -76,15 +76,16 @@ inline void mark_and_push(cache_bin& b, std::uint32_t n, void* p, std::uintptr_t
 #define SPANMAP_INLINE_ALLOC_PATH __attribute__((always_inline)) inline
 #endif
 
-// Counts p, just popped from mc's bin c, against the heap profiler's
+// Counts p, just popped from mc's bin b, against the heap profiler's
 // countdown. Profiling on or off, this is the fast path's whole cost of the
-// profiler: a load, a subtract, a store and a branch taken once per sample
-// (or per countdown_off bytes when off).
-SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, void* p, std::size_t c) noexcept {
-    const std::int64_t left =
-        mc->prof.bytes_until_sample.load(std::memory_order_relaxed) - std::int64_t{sc::class_size[c]};
+// profiler: a load, a subtract (of the size the bin keeps), a store and a
+// branch taken once per sample (or per countdown_off bytes when off). The
+// class is the bin's place in the cache, worked out on the sampling path
+// alone, so the fast path keeps no register for it.
+SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, const cache_bin& b, void* p) noexcept {
+    const std::int64_t left = mc->prof.bytes_until_sample.load(std::memory_order_relaxed) - b.size;
     mc->prof.bytes_until_sample.store(left, std::memory_order_relaxed);
-    if (__builtin_expect(left < 0, 0)) return sample_small(mc, p, static_cast<unsigned>(c));
+    if (__builtin_expect(left < 0, 0)) return sample_small(mc, p, static_cast<unsigned>(&b - mc->bins));
     return p;
 }
 
@@ -96,9 +97,9 @@ template <class Slow>
 SPANMAP_INLINE_ALLOC_PATH void* alloc_small_or(std::size_t c, Slow slow) noexcept {
     cache_front* f = tls_cache;  // never null (see cache_states)
     cache_bin& b = f->bins[c];
-    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
+    const std::uint32_t n = b.count.owner_read();
     // A bin with an object is a live cache's.
-    if (__builtin_expect(n != 0, 1)) return count_for_profile(static_cast<mcache*>(f), bin_pop(b, n, c), c);
+    if (__builtin_expect(n != 0, 1)) return count_for_profile(static_cast<mcache*>(f), b, bin_pop(b, n, c));
     return slow();
 }
 
@@ -144,9 +145,14 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
         if (__builtin_expect(a == nullptr, 0)) return false;
     }
     const std::size_t page = (addr >> page_shift) & (pages_per_arena - 1);
+    // Class 0 (a large span's page, or a free one) needs no test of its own:
+    // a large span never passes the range test below (its handed_end is 0),
+    // and bin 0 never has room (its cap is 0), so such a free goes to the
+    // checked path all the same. A free page has no span.
     const std::size_t c = a->page_class[page].load(std::memory_order_relaxed);
     const mspan* s = a->spans[page].load(std::memory_order_relaxed);
-    if (__builtin_expect(c == 0 || s == nullptr, 0)) return false;
+    if (__builtin_expect(s == nullptr, 0)) return false;
+    static_assert(bin_start_cap(0) == 0 && bin_max_cap(0) == 0, "bin 0 never takes an object");
     const std::uintptr_t mark = free_mark(addr);
     // Below handed_end first: that bounds the offset under 2^32, as the
     // object-start test needs (a span holds far fewer bytes).
@@ -160,8 +166,8 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
         return false;
     // No cache (see cache_states) is a full bin.
     cache_bin& b = f->bins[c];
-    const std::uint32_t n = b.count.load(std::memory_order_relaxed);
-    if (__builtin_expect(n >= b.cap.load(std::memory_order_relaxed), 0)) return false;
+    const std::uint32_t n = b.count.owner_read();
+    if (__builtin_expect(n >= b.cap.owner_read(), 0)) return false;
     mark_and_push(b, n, ptr, mark, c);
     return true;
 }

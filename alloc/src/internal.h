@@ -389,7 +389,8 @@ inline bool is_handed_object_start(const mspan* s, std::uintptr_t addr) noexcept
 // free path load without it (a pointer they free was published to them through
 // the lock that carved it).
 struct heap_arena {
-    std::uintptr_t base;
+    // The two page maps first, spans at offset 0: free's fast path indexes
+    // both from the arena's address with no offset of its own to add.
     // page -> span, for every page of a small span and the first page of a
     // large one (heap.h); null for the rest, free pages among them.
     std::atomic<mspan*> spans[pages_per_arena];
@@ -398,6 +399,7 @@ struct heap_arena {
     // so that free finds its bin with one load fewer on the chain of
     // dependent loads from the pointer to the bin.
     std::atomic<std::uint8_t> page_class[pages_per_arena];
+    std::uintptr_t base;
     std::uint64_t free_bits[arena_bitmap_words];  // 1 = page free
     // 1 = a free page whose memory went back to the OS; always a subset of
     // free_bits. Taking such a page out of the heap clears its bit.

@@ -37,7 +37,7 @@ constexpr std::size_t mcache_mapped_bytes = round_up(sizeof(mcache), os_page_siz
 void read_caches_locked(counters& k) {
     for (const mcache* mc = g.live; mc != nullptr; mc = mc->next) {
         for (unsigned c = 1; c < num_classes; ++c) {
-            k.nmalloc[c] += bin_nmalloc(mc->bins[c]);
+            k.nmalloc[c] += bin_nmalloc(mc, c);
             k.nfree[c] += load(mc->bins[c].nfree);
         }
     }

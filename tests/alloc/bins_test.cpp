@@ -70,9 +70,9 @@ TEST_F(Bins, ABatchOf1000GrowsItsBinUntilItCyclesThroughItAlone) {
             EXPECT_GE(cap_of(c), 1000u) << size;
             EXPECT_TRUE(sizing_holds());
             // Warm: a whole cycle neither refills nor flushes.
-            const std::uint64_t moved = own_cache()->bins[c].nmoved_in.load(std::memory_order_relaxed);
+            const std::uint64_t moved = own_cache()->moved_in[c].load(std::memory_order_relaxed);
             batch_cycle(size, 1000);
-            EXPECT_EQ(own_cache()->bins[c].nmoved_in.load(std::memory_order_relaxed), moved) << size;
+            EXPECT_EQ(own_cache()->moved_in[c].load(std::memory_order_relaxed), moved) << size;
         });
     }
 }
