@@ -89,6 +89,27 @@ TEST_F(Basic, AllocateEverySmallSize) {
     }
 }
 
+// allocate's fast path (a small size at an alignment up to 16) picks its class
+// from a table of its own: every size and alignment it takes gets the block
+// good_size promises, aligned, and the sizes and alignments around its
+// bounds the same from the slow path. An alignment that is not a power of
+// two throws on both sides of the bound.
+TEST_F(Basic, AllocateAtEveryAlignmentUpTo32GetsTheClassGoodSizeNames) {
+    for (std::size_t align = 1; align <= 32; align *= 2) {
+        for (std::size_t n = 0; n <= 1100; ++n) {
+            void* p = spanmap::allocate(n, align);
+            ASSERT_EQ(addr(p) % align, 0u) << n << " at " << align;
+            ASSERT_EQ(spanmap::usable_size(p), spanmap::good_size(n, align)) << n << " at " << align;
+            touch_usable(p, spanmap::usable_size(p), 0x3c);
+            spanmap::deallocate(p, n, align);
+        }
+    }
+    for (const std::size_t align : {0, 3, 12, 24}) {
+        EXPECT_THROW((void)spanmap::allocate(64, align), std::bad_alloc) << align;
+        EXPECT_THROW((void)spanmap::allocate(2000, align), std::bad_alloc) << align;
+    }
+}
+
 TEST_F(Basic, TwentyFourByteClassOnlyForSmallAlignment) {
     for (std::size_t n = 17; n <= 24; ++n) {
         EXPECT_EQ(spanmap_good_size(n), 32u) << n;
