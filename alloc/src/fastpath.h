@@ -161,12 +161,14 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
     // The object-start test with free_start_mul, 0 while the span has a live
     // sample: then no offset passes, and the checked path frees the sample.
     const std::uint64_t start_mul = s->free_start_mul.load(std::memory_order_relaxed);
+    // A sized free's size against the class size its bin keeps (0 in bin 0
+    // and in the empty fronts, which take nothing anyway).
+    cache_bin& b = f->bins[c];
     if (__builtin_expect(off >= s->handed_end.load(std::memory_order_relaxed) || off * start_mul >= start_mul ||
-                             has_mark_tag(ptr, mark) || size > sc::class_size[c],
+                             has_mark_tag(ptr, mark) || size > static_cast<std::size_t>(b.size),
                          0))
         return false;
     // No cache (see cache_states) is a full bin.
-    cache_bin& b = f->bins[c];
     const std::uint32_t n = b.count.owner_read();
     if (__builtin_expect(n >= b.cap.owner_read(), 0)) return false;
     mark_and_push(b, n, ptr, mark, c);
@@ -187,15 +189,21 @@ SPANMAP_HIDDEN void free_release(void* ptr, std::size_t size) noexcept;
 // case saves no registers (errno's handling would otherwise cost every call).
 // The class comes from the tables without size_class_malloc's "large" (0),
 // whose test the tables make needless: each small size has a class.
-SPANMAP_INLINE_ALLOC_PATH void* malloc_fast(std::size_t size) noexcept {
+// malloc_fast_or is that with another slow path (operator new's, which
+// throws), so that it too is a tail call.
+template <class Slow>
+SPANMAP_INLINE_ALLOC_PATH void* malloc_fast_or(std::size_t size, Slow slow) noexcept(noexcept(slow())) {
     std::size_t c;
     if (__builtin_expect(size <= sc::small_size_max, 1))
         c = malloc_size_to_class8[(size + 7) >> 3];
     else if (size <= max_small_size)
         c = sc::size_to_class128[(size - sc::small_size_max + 127) >> 7];
     else
-        return malloc_slow(size);
-    return alloc_small_or(c, [size] { return malloc_slow(size); });
+        return slow();
+    return alloc_small_or(c, slow);
+}
+SPANMAP_INLINE_ALLOC_PATH void* malloc_fast(std::size_t size) noexcept {
+    return malloc_fast_or(size, [size] { return malloc_slow(size); });
 }
 
 // free, and sized free (size 0: unsized).

@@ -106,8 +106,21 @@ std::new_handler program_new_handler() noexcept {
     }
 }
 
+// Everything after an empty bin at the default alignment: malloc's slow path,
+// then the new_handler loop.
+[[gnu::noinline]] void* new_slow(std::size_t size) {
+    void* p = spanmap::detail::malloc_slow(size);
+    if (p != nullptr) [[likely]] return p;
+    return new_failed(size, 0);
+}
+
+// At the default alignment a popped object is never null, so the fast path
+// is malloc's own, and its slow path a tail call that may throw: no test of
+// the result and no saved register on the way.
 inline void* new_impl(std::size_t size, std::size_t align) {
-    void* p = try_new(size, align);
+    if (align <= __STDCPP_DEFAULT_NEW_ALIGNMENT__) [[likely]]
+        return spanmap::detail::malloc_fast_or(size, [size] { return new_slow(size); });
+    void* p = spanmap_aligned_alloc(align, size);
     if (p != nullptr) [[likely]] return p;
     return new_failed(size, align);
 }
