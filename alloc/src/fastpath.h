@@ -93,7 +93,8 @@ SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, const cache_bin& b
 // a pop (no cache yet, an empty bin), what slow() returns. Both ends are
 // tail calls, so a caller whose slow path needs its arguments again keeps
 // them in registers it need not save.
-// Throws only what slow() throws (spanmap::allocate's bad_alloc).
+// Throws only what slow() throws (spanmap::allocate's and operator new's
+// std::bad_alloc).
 template <class Slow>
 SPANMAP_INLINE_ALLOC_PATH void* alloc_small_or(std::size_t c, Slow slow) noexcept(noexcept(slow())) {
     cache_front* f = tls_cache;  // never null (see cache_states)

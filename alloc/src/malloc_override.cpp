@@ -106,8 +106,8 @@ std::new_handler program_new_handler() noexcept {
     }
 }
 
-// Everything after an empty bin at the default alignment: malloc's slow path,
-// then the new_handler loop.
+// What malloc's fast path leaves at the default alignment (an empty bin, a
+// size over the small classes): malloc's slow path, then the new_handler loop.
 [[gnu::noinline]] void* new_slow(std::size_t size) {
     void* p = spanmap::detail::malloc_slow(size);
     if (p != nullptr) [[likely]] return p;
