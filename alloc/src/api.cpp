@@ -329,28 +329,15 @@ SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* allocate_slow(std::size_t siz
     return p;
 }
 
-namespace {
-// size_class_aligned's classes at an alignment of 16 by (size + 7) >> 3:
-// malloc's, at least 16 bytes.
-constexpr auto size_to_class8_align16 = [] {
-    auto t = malloc_size_to_class8;
-    t[0] = t[1] = t[2];
-    return t;
-}();
-}  // namespace
-
 }  // namespace detail
 
-// The common request, a size of at most sc::small_size_max at an alignment of
-// at most 16 (what spanmap::allocator asks for its T, and the default), pops
-// its bin as malloc does, with its class from one table load: Go's table up to
-// 8, malloc's rounded to 16 at 16, as size_class_aligned chooses. The rest,
-// an empty bin and every failure (and its throw) are allocate_slow's, a tail
-// call. 42 instructions a call before, against malloc's 23.
+// The common request, a small size at an alignment of at most 16 (what
+// spanmap::allocator asks for its T, and the default), pops its bin as malloc
+// does; everything else, an empty bin and every failure (and its throw) are
+// allocate_slow's, a tail call.
 SPANMAP_ALLOC_TEXT void* allocate(std::size_t size, std::size_t alignment) {
-    if (__builtin_expect(size <= sc::small_size_max && alignment - 1 < 16 && (alignment & (alignment - 1)) == 0, 1)) {
-        const std::uint8_t* t = alignment > 8 ? detail::size_to_class8_align16.data() : sc::size_to_class8;
-        const unsigned c = t[(size + 7) >> 3];
+    if (__builtin_expect(alignment - 1 < 16 && (alignment & (alignment - 1)) == 0, 1)) {
+        const unsigned c = size_class_aligned(size, alignment);
         if (__builtin_expect(c != 0, 1))
             return alloc_small_or(c, [size, alignment] { return detail::allocate_slow(size, alignment); });
     }
