@@ -89,11 +89,10 @@ TEST_F(Basic, AllocateEverySmallSize) {
     }
 }
 
-// allocate's fast path (a small size at an alignment up to 16) picks its class
-// from a table of its own: every size and alignment it takes gets the block
-// good_size promises, aligned, and the sizes and alignments around its
-// bounds the same from the slow path. An alignment that is not a power of
-// two throws on both sides of the bound.
+// allocate has a fast path for alignments up to 16 and a slow one above:
+// every size and alignment on either side of that bound gets the block
+// good_size promises, aligned. An alignment that is not a power of two
+// throws, small size or large.
 TEST_F(Basic, AllocateAtEveryAlignmentUpTo32GetsTheClassGoodSizeNames) {
     for (std::size_t align = 1; align <= 32; align *= 2) {
         for (std::size_t n = 0; n <= 1100; ++n) {
