@@ -50,8 +50,11 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
             if (k == 0) break;
             // Pushed last first, so the lowest address is handed out first.
             for (std::size_t i = k; i-- > 0;) {
-                // Its pages may have been a freed large span's, poisoned whole.
-                unpoison(reinterpret_cast<void*>(fresh[i]->base), fresh[i]->end() - fresh[i]->base);
+                // A new span's pages may have been a freed large span's,
+                // poisoned whole; a cached span's objects are free ones,
+                // poisoned each, as they stay.
+                if (fresh[i]->handed.load(std::memory_order_relaxed) == 0)
+                    unpoison(reinterpret_cast<void*>(fresh[i]->base), fresh[i]->end() - fresh[i]->base);
                 partial_.push_front(fresh[i], span_list_id::partial);
             }
             nempty_ += k;
@@ -88,8 +91,8 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
 
 void mcentral::release(void* const* objs, std::size_t n) noexcept {
     lock_guard g(lock_);
-    // Spans this release empties, beyond the spare, go back to the heap
-    // together (one hold of its lock), as fill takes them.
+    // Spans this release empties, beyond the spare, go back to the heap's
+    // empty-span cache together (one hold of its lock), as fill takes them.
     mspan* emptied[max_fresh_spans];
     std::size_t nemptied = 0;
     for (std::size_t i = 0; i < n; ++i) {
@@ -111,13 +114,13 @@ void mcentral::release(void* const* objs, std::size_t n) noexcept {
                 partial_.remove(s);
                 emptied[nemptied++] = s;
                 if (nemptied == max_fresh_spans) {
-                    heap_->free_spans(emptied, nemptied);
+                    heap_->park_spans(emptied, nemptied);
                     nemptied = 0;
                 }
             }
         }
     }
-    if (nemptied != 0) heap_->free_spans(emptied, nemptied);
+    if (nemptied != 0) heap_->park_spans(emptied, nemptied);
 }
 
 void mcentral::release_empty_spans() noexcept {

@@ -150,6 +150,26 @@ bool check_central(report& r, const mcentral& m, unsigned c) {
     return true;
 }
 
+// The heap's empty-span cache: wholly free spans of their class, linked
+// both ways, and its totals agree with its lists.
+bool check_span_cache(report& r, const mheap& h) {
+    std::size_t cached = 0;
+    std::size_t cached_pages = 0;
+    for (unsigned c = 1; c < num_classes; ++c) {
+        const mspan* prev = nullptr;
+        for (const mspan* s = h.cached_newest(c); s != nullptr; prev = s, s = s->next, ++cached) {
+            if (s->prev != prev) return r.fail("span cache: span %p is badly linked", (void*)s->base);
+            if (!check_span(r, s, c, span_list_id::cached)) return false;
+            if (!s->parked.load(std::memory_order_relaxed)) return r.fail("span cache: span %p is not marked cached", (void*)s->base);
+            if (s->nfree != s->nelems) return r.fail("span cache: span %p has %u of %u objects out", (void*)s->base, s->nelems - s->nfree, s->nelems);
+            cached_pages += s->npages;
+        }
+    }
+    if (cached != h.cached_spans() || cached_pages != h.cached_pages())
+        return r.fail("span cache: lists hold %zu spans of %zu pages, counted %zu of %zu", cached, cached_pages, h.cached_spans(), h.cached_pages());
+    return true;
+}
+
 bool check_centrals(report& r, std::size_t& small_spans) {
     small_spans = 0;
     for (unsigned c = 1; c < num_classes; ++c) {
@@ -157,7 +177,8 @@ bool check_centrals(report& r, std::size_t& small_spans) {
         if (!check_central(r, m, c)) return false;
         small_spans += m.partial().size() + m.full().size();
     }
-    if (small_spans != g.heap.small_spans()) return r.fail("centrals hold %zu spans, heap counts %zu", small_spans, g.heap.small_spans());
+    small_spans += g.heap.cached_spans();
+    if (small_spans != g.heap.small_spans()) return r.fail("centrals and the span cache hold %zu spans, heap counts %zu", small_spans, g.heap.small_spans());
     return true;
 }
 
@@ -284,7 +305,7 @@ bool check_caches(report& r) {
 bool check_heap(const mheap& h, char* why, std::size_t why_len) noexcept {
     report r(why, why_len);
     std::size_t pages = 0;
-    return check_arenas(r, h, pages);
+    return check_arenas(r, h, pages) && check_span_cache(r, h);
 }
 
 bool check_central(const mcentral& m, unsigned size_class, char* why, std::size_t why_len) noexcept {
@@ -305,6 +326,8 @@ using namespace spanmap::detail;
     info.pages_in_use = g.heap.pages_in_use();
     info.pages_free = g.heap.pages_reserved() - info.pages_in_use;
     info.small_spans = g.heap.small_spans();
+    info.cached_spans = g.heap.cached_spans();
+    info.cached_span_bytes = g.heap.cached_pages() * page_size;
     // The heap counts the parked spans (the large cache's, the threads'
     // slots') as its own.
     const std::size_t large = g.heap.large_spans();
@@ -336,7 +359,7 @@ using namespace spanmap::detail;
     lock_all();
     std::size_t pages = 0;
     std::size_t spans = 0;
-    const bool ok = check_arenas(r, g.heap, pages) && check_centrals(r, spans) && check_caches(r) && check_large(r) &&
+    const bool ok = check_arenas(r, g.heap, pages) && check_span_cache(r, g.heap) && check_centrals(r, spans) && check_caches(r) && check_large(r) &&
                     check_large_slots(r);
     unlock_all();
     if (ok && why != nullptr && why_len > 0) why[0] = '\0';

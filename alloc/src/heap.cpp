@@ -469,8 +469,7 @@ bool mheap::take_pages(std::uintptr_t first, std::size_t n, mspan* s, std::size_
     return dirty;
 }
 
-void mheap::give_pages(std::uintptr_t first, std::size_t n, bool released, std::size_t mapped) noexcept {
-    const std::uint32_t now = tick();
+void mheap::give_pages(std::uintptr_t first, std::size_t n, bool released, std::size_t mapped, std::uint32_t freed_at) noexcept {
     std::size_t newly_released = 0;
     for_each_arena_part(first, n, mapped, [&](heap_arena* a, std::uint32_t lo, std::uint32_t hi, std::uint32_t map_hi) {
         // The class before the span (see take_pages).
@@ -478,7 +477,8 @@ void mheap::give_pages(std::uintptr_t first, std::size_t n, bool released, std::
         for (std::uint32_t i = lo; i < map_hi; ++i) a->spans[i].store(nullptr, std::memory_order_relaxed);
         for_each_word(lo, hi, [&](std::uint32_t w, std::uint64_t mask) {
             a->free_bits[w] |= mask;
-            a->freed_tick[w] = now;
+            // The word's latest free counts (ticks wrap: compared as a difference).
+            if (static_cast<std::int32_t>(freed_at - a->freed_tick[w]) > 0) a->freed_tick[w] = freed_at;
             if (released) {
                 a->released_bits[w] |= mask;
                 const auto count = static_cast<std::uint32_t>(__builtin_popcountll(mask));
@@ -577,6 +577,42 @@ void mheap::after_fork_child() noexcept {
     pages_inflight_.store(0, std::memory_order_relaxed);
 }
 
+bool mheap::free_or_cached(std::uintptr_t first, std::size_t n) const noexcept {
+    for (std::uintptr_t page = first; page < first + n;) {
+        const heap_arena* a = arena_of_page(page);
+        if (a == nullptr) return false;
+        const std::size_t i = page & (pages_per_arena - 1);
+        if (a->free_bits[i >> 6] >> (i & 63) & 1) {
+            ++page;
+            continue;
+        }
+        // A small span's every page names it (a large span's do not, and
+        // it is not cached). `parked`, not `list`: mcentral writes the list
+        // of the spans it holds under its own lock.
+        const mspan* s = a->spans[i].load(std::memory_order_relaxed);
+        if (s == nullptr || s->size_class == 0 || !s->parked.load(std::memory_order_relaxed)) return false;
+        page = s->end() >> page_shift;
+    }
+    return true;
+}
+
+void mheap::uncache(mspan* s) noexcept {
+    span_cache_list& l = cached_[s->size_class];
+    if (s->prev != nullptr)
+        s->prev->next = s->next;
+    else
+        l.newest = s->next;
+    if (s->next != nullptr)
+        s->next->prev = s->prev;
+    else
+        l.oldest = s->prev;
+    s->next = s->prev = nullptr;
+    s->list = span_list_id::none;
+    s->parked.store(false, std::memory_order_relaxed);
+    bump(cached_spans_, std::size_t(-1));
+    bump(cached_pages_, -std::size_t{s->npages});
+}
+
 bool mheap::pages_free(std::uintptr_t first, std::size_t n) const noexcept {
     for (std::uintptr_t page = first; page < first + n; ++page) {
         const heap_arena* a = arena_of_page(page);
@@ -595,11 +631,20 @@ mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned s
 std::size_t mheap::alloc_spans(unsigned size_class, mspan** out, std::size_t n) noexcept {
     lock_guard g(lock_);
     std::size_t got = 0;
+    for (span_cache_list& l = cached_[size_class]; got < n && l.newest != nullptr; ++got) {
+        mspan* s = l.newest;
+        uncache(s);
+        // Its objects were the program's (fresh spans are zero).
+        s->needzero = true;
+        out[got] = s;
+    }
     while (got < n && (out[got] = alloc_span_locked(sc::class_pages[size_class], 1, size_class)) != nullptr) ++got;
     return got;
 }
 
 mspan* mheap::alloc_span_locked(std::size_t npages, std::size_t align_pages, unsigned size_class) noexcept {
+    // Every span is placed as if no span were cached (see heap.h).
+    if (cached_spans_.load(std::memory_order_relaxed) != 0) trim_cached_locked(0, 0, ~std::size_t{0});
     std::uintptr_t first = find_run(npages, align_pages);
     if (first == 0) {
         if (!grow(npages, align_pages)) return nullptr;
@@ -639,16 +684,70 @@ mspan* mheap::alloc_span_locked(std::size_t npages, std::size_t align_pages, uns
 
 void mheap::free_span(mspan* s, bool released) noexcept {
     lock_guard g(lock_);
-    free_span_locked(s, released);
+    free_span_locked(s, released, tick());
 }
 
 void mheap::free_spans(mspan* const* spans, std::size_t n) noexcept {
     lock_guard g(lock_);
-    for (std::size_t i = 0; i < n; ++i) free_span_locked(spans[i], false);
+    for (std::size_t i = 0; i < n; ++i) free_span_locked(spans[i], false, tick());
 }
 
-void mheap::free_span_locked(mspan* s, bool released) noexcept {
-    give_pages(s->base >> page_shift, s->npages, released, named_pages(s));
+void mheap::park_spans(mspan* const* spans, std::size_t n) noexcept {
+    lock_guard g(lock_);
+    const std::uint32_t now = tick();
+    for (std::size_t i = 0; i < n; ++i) {
+        mspan* s = spans[i];
+        assert(s->state == span_state::small && s->nfree == s->nelems);
+        if (cached_pages_.load(std::memory_order_relaxed) + s->npages > max_cached_pages) {
+            free_span_locked(s, false, now);
+            continue;
+        }
+        span_cache_list& l = cached_[s->size_class];
+        s->parked_tick = now;
+        s->list = span_list_id::cached;
+        s->parked.store(true, std::memory_order_relaxed);
+        s->prev = nullptr;
+        s->next = l.newest;
+        if (l.newest != nullptr)
+            l.newest->prev = s;
+        else
+            l.oldest = s;
+        l.newest = s;
+        bump(cached_spans_);
+        bump(cached_pages_, std::size_t{s->npages});
+    }
+}
+
+std::size_t mheap::trim_cached_locked(std::uint32_t now, std::uint32_t min_age, std::size_t most) noexcept {
+    std::size_t n = 0;
+    for (unsigned c = 1; c < num_classes && n < most; ++c) {
+        span_cache_list& l = cached_[c];
+        while (n < most && l.oldest != nullptr && (min_age == 0 || now - l.oldest->parked_tick >= min_age)) {
+            mspan* s = l.oldest;
+            uncache(s);
+            free_span_locked(s, false, s->parked_tick);
+            ++n;
+        }
+    }
+    return n;
+}
+
+std::size_t mheap::trim_cached(std::uint32_t now, std::uint32_t min_age) noexcept {
+    // A bounded batch per hold of the lock: a trim of a full cache would
+    // otherwise keep every malloc that misses its caches waiting.
+    constexpr std::size_t per_hold = 64;
+    std::size_t total = 0;
+    for (;;) {
+        if (cached_spans_.load(std::memory_order_relaxed) == 0) return total;
+        lock_guard g(lock_);
+        const std::size_t n = trim_cached_locked(now, min_age, per_hold);
+        total += n;
+        if (n < per_hold) return total;
+    }
+}
+
+void mheap::free_span_locked(mspan* s, bool released, std::uint32_t freed_at) noexcept {
+    give_pages(s->base >> page_shift, s->npages, released, named_pages(s), freed_at);
     bump(pages_in_use_, -std::size_t{s->npages});
     if (s->state == span_state::small) {
         bump(small_spans_, std::size_t(-1));
@@ -666,7 +765,21 @@ bool mheap::grow_span(mspan* s, std::size_t npages) noexcept {
     lock_guard g(lock_);
     const std::uintptr_t end = s->end() >> page_shift;
     const std::size_t extra = npages - s->npages;
-    if (!pages_free(end, extra)) return false;
+    if (!pages_free(end, extra)) {
+        // Cached empty spans in the way are given back: a block growing in
+        // place is worth more than a span kept for its class.
+        if (!free_or_cached(end, extra)) return false;
+        for (std::uintptr_t page = end; page < end + extra;) {
+            mspan* c = arena_of_page(page)->spans[page & (pages_per_arena - 1)].load(std::memory_order_relaxed);
+            if (c == nullptr) {
+                ++page;
+                continue;
+            }
+            page = c->end() >> page_shift;
+            uncache(c);
+            free_span_locked(c, false, c->parked_tick);
+        }
+    }
     take_pages(end, extra, s, 0);
     s->npages = static_cast<std::uint32_t>(npages);
     bump(pages_in_use_, extra);
@@ -677,7 +790,7 @@ bool mheap::grow_span(mspan* s, std::size_t npages) noexcept {
 void mheap::shrink_span(mspan* s, std::size_t npages, bool released) noexcept {
     lock_guard g(lock_);
     const std::size_t cut = s->npages - npages;
-    give_pages((s->base >> page_shift) + npages, cut, released, 0);
+    give_pages((s->base >> page_shift) + npages, cut, released, 0, tick());
     s->npages = static_cast<std::uint32_t>(npages);
     bump(pages_in_use_, -cut);
     bump(large_bytes_freed_, std::uint64_t{cut} * page_size);

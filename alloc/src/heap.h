@@ -27,6 +27,32 @@
 // mheap never calls up). Everything here runs under mheap's one lock except
 // span_of(), which is lock-free.
 //
+// The empty-span cache. mcentral keeps one wholly free span per class as a
+// spare and gives the others back here, and for the classes of one to a few
+// objects a span (4 KiB to 32 KiB) that is a span per object or two: a
+// program that frees a thousand 32 KiB blocks and allocates them again had
+// every span undone (page map, class bytes, bitmap words, record) and
+// carved anew, under this lock: more than half its time. So an empty
+// small span that comes back through park_spans is kept as it is, on a list
+// of its class, and the class's next alloc_spans takes it back whole: its
+// page map, class bytes and objects' free bits are already what a span of
+// the class needs, and its objects still carry the free mark, so a double
+// free of one is caught as in any span of mcentral's (every object of a
+// cached span is free in its bitmap; its objects past `handed` were never
+// handed out).
+// The cache never changes where a span is placed. Its spans are free pages
+// as far as placement goes: any span carved from the free pages (a class
+// whose own list is empty, a large object) first gives every cached span
+// back, and a large block growing in place gives back the cached spans in
+// its way; so first fit sees the free set it would see without the cache,
+// and a heap that grows, grows as it would. Given back, a span's bitmap
+// words keep the tick it was cached at, and the scavenger gives back spans
+// cached longer than the decay period (trim_cached): their pages leave the
+// resident set when they would have without the cache. It holds at most
+// max_cached_pages; release_free_memory gives back all of it. Cached spans
+// stay in the heap's counts of spans and pages in use: spans of their class
+// with every object free, as mcentral's spare is.
+//
 // The process has one mheap (the runtime's), but nothing ties the class to
 // it: a test may own another and drive it alone. Its arenas lie at addresses
 // of their own, so the shared arena index (arena_of, span_of) serves both.
@@ -79,6 +105,18 @@ public:
     void free_span(mspan* s, bool released = false) noexcept;
     // free_span of n spans under one hold of the lock.
     void free_spans(mspan* const* spans, std::size_t n) noexcept;
+    // n empty small spans from mcentral, into the empty-span cache (see
+    // above); those it has no room for are freed.
+    void park_spans(mspan* const* spans, std::size_t n) noexcept;
+    // Cached spans back to the free pages: those cached at least min_age
+    // ticks before `now` (all of them with min_age 0). Returns how many.
+    std::size_t trim_cached(std::uint32_t now, std::uint32_t min_age) noexcept;
+    // Spans in the empty-span cache, and their pages (racy; exact under lock()).
+    std::size_t cached_spans() const noexcept { return cached_spans_.load(std::memory_order_relaxed); }
+    std::size_t cached_pages() const noexcept { return cached_pages_.load(std::memory_order_relaxed); }
+    // For walkers holding lock(): the newest cached span of class c; older
+    // ones follow through next.
+    const mspan* cached_newest(unsigned c) const noexcept { return cached_[c].newest; }
     // A large span grown in place over the free pages after it; false if they
     // are not free. The new pages may hold old data.
     bool grow_span(mspan* s, std::size_t npages) noexcept;
@@ -130,7 +168,13 @@ public:
 
 private:
     std::uintptr_t find_run(std::size_t npages, std::size_t align_pages) const noexcept;
-    void free_span_locked(mspan* s, bool released) noexcept;
+    // freed_at: the tick to stamp on the span's bitmap words (a cached span's
+    // is the tick it was cached at).
+    void free_span_locked(mspan* s, bool released, std::uint32_t freed_at) noexcept;
+    // Gives back cached spans from the oldest of each class, those cached
+    // at least min_age ticks before now (min_age 0: all), at most `most`;
+    // returns how many.
+    std::size_t trim_cached_locked(std::uint32_t now, std::uint32_t min_age, std::size_t most) noexcept;
     mspan* alloc_span_locked(std::size_t npages, std::size_t align_pages, unsigned size_class) noexcept;
     bool grow(std::size_t npages, std::size_t align_pages) noexcept;
     bool reserve(std::size_t npages, std::size_t align_pages) noexcept;
@@ -147,8 +191,13 @@ private:
     // Pages [first, first + n) back to free (`released`: their memory already
     // went back to the OS); the page map's entries of the first `mapped` of
     // them are cleared.
-    void give_pages(std::uintptr_t first, std::size_t n, bool released, std::size_t mapped) noexcept;
+    // Their bitmap words' freed tick becomes freed_at where that is later.
+    void give_pages(std::uintptr_t first, std::size_t n, bool released, std::size_t mapped, std::uint32_t freed_at) noexcept;
     bool pages_free(std::uintptr_t first, std::size_t n) const noexcept;
+    // Whether each of pages [first, first + n) is free or in a cached span.
+    bool free_or_cached(std::uintptr_t first, std::size_t n) const noexcept;
+    // s, a cached span, off its list.
+    void uncache(mspan* s) noexcept;
     // The in-flight pages `bits` of word w of a, back in the free set (and
     // the released set when their madvise ran).
     void land(heap_arena* a, std::uint32_t w, std::uint64_t bits, bool released) noexcept;
@@ -175,6 +224,16 @@ private:
     std::atomic<std::size_t> pages_ever_freed_{0};
     std::atomic<std::uint32_t> tick_{0};
     std::atomic<int> name_errno_{0};
+    // The empty-span cache: per class, a list through the spans' next/prev,
+    // newest first.
+    struct span_cache_list {
+        mspan* newest = nullptr;
+        mspan* oldest = nullptr;
+    };
+    span_cache_list cached_[num_classes] = {};
+    // Written under the lock; read without it by statistics and the scavenger's start.
+    std::atomic<std::size_t> cached_spans_{0};
+    std::atomic<std::size_t> cached_pages_{0};
 };
 
 // h's own invariants (debug.cpp): bitmaps, page map, page classes and
@@ -183,6 +242,8 @@ private:
 bool check_heap(const mheap& h, char* why, std::size_t why_len) noexcept;
 
 inline constexpr std::size_t max_arenas = std::size_t{1} << 16;  // 4 TiB of heap
+// The most pages the empty-span cache holds: one arena's, 64 MiB.
+inline constexpr std::size_t max_cached_pages = pages_per_arena;
 // The least address space the heap reserves at a time: 4 MiB.
 inline constexpr std::size_t grow_step_pages = 512;
 // Every arena's name in /proc/self/maps ("[anon:spanmap: heap]").

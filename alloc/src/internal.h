@@ -262,8 +262,8 @@ inline void bump(std::atomic<T>& c, T by = 1) noexcept {
 // Free pages have no span at all: they are bits in their arena's bitmap.
 enum class span_state : std::uint8_t { idle, small, large };
 
-// Which mcentral list a small span is on.
-enum class span_list_id : std::uint8_t { none, partial, full };
+// Where a small span is listed: mcentral's lists, or the heap's empty-span cache.
+enum class span_list_id : std::uint8_t { none, partial, full, cached };
 
 struct mspan {
     std::uintptr_t base;     // first byte; a multiple of page_size
@@ -291,9 +291,10 @@ struct mspan {
     bool needzero;  // some page may hold old data (fresh pages are zero)
     // A large span parked in the large cache (large.h): free, not the
     // program's. Written under the cache's lock; read by the checks of free,
-    // realloc and malloc_usable_size without it.
+    // realloc and malloc_usable_size without it. A small span in the heap's
+    // empty-span cache (heap.h), written and read under the heap's lock.
     std::atomic<bool> parked;
-    std::uint32_t parked_tick;  // the heap's tick when it was parked
+    std::uint32_t parked_tick;  // the heap's tick when it was parked (or cached: heap.h)
     // Objects of this span that the heap profiler sampled and that are not yet
     // freed: the checked free path tests it (the fast path tests
     // free_start_mul instead, which is 0 while this is non-zero), and only

@@ -53,6 +53,7 @@ void tick_and_scavenge() {
     const std::uint32_t now = g.heap.tick() + 1;
     g.heap.set_tick(now);
     large_cache_trim(now, ticks_per_decay);
+    g.heap.trim_cached(now, ticks_per_decay);
     while (g.heap.scavenge(now, ticks_per_decay, pages_per_call) != 0) {
     }
 }
@@ -118,9 +119,9 @@ void maybe_start_scavenger(std::size_t parked_pages) noexcept {
         scavenge_inline();
         return;
     }
-    // Pages parked in the large cache and the thread's slots count: only the
-    // scavenger ages them out.
-    if (g.heap.pages_ever_freed() + g.large.pages() + parked_pages < start_after_pages) return;
+    // Pages parked in the large cache, the thread's slots and the heap's
+    // empty-span cache count: only the scavenger ages them out.
+    if (g.heap.pages_ever_freed() + g.large.pages() + g.heap.cached_pages() + parked_pages < start_after_pages) return;
     int expected = not_started;
     if (!scavenger_state.compare_exchange_strong(expected, threaded, std::memory_order_relaxed)) return;
     // pthread_create allocates (the new thread's TLS); that re-enters us with
@@ -164,6 +165,7 @@ std::size_t release_free_memory() noexcept {
     flush_thread_cache();
     for (unsigned c = 1; c < num_classes; ++c) g.central[c].release_empty_spans();
     large_cache_trim(0, 0);
+    g.heap.trim_cached(0, 0);
     std::size_t pages = 0;
     for (std::size_t n; (n = g.heap.scavenge(g.heap.tick(), 0, pages_per_call)) != 0;) pages += n;
     // Pages the background scavenger took before this call are neither free

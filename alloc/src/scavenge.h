@@ -23,7 +23,8 @@
 // them.
 //
 // release_free_memory() does it all at once: the calling thread's cache, the
-// spare empty span of every mcentral, then every free page, and it returns
+// spare empty span of every mcentral, the parked large spans and the heap's
+// cached empty spans, then every free page, and it returns
 // only once pages the background thread had in flight have landed. Other threads'
 // caches are theirs alone (they are read without locks), so what they hold
 // stays until they exit or refill; they are bounded (see cache.h).

@@ -11,9 +11,11 @@
 //     path, which reads them without the lock, sees released objects free;
 //   * mcentral never writes an object's memory: whatever the caller left in a
 //     released object (the free path's mark) is there when it comes back;
-//   * a span whose objects are all back goes to the heap, unless it is the
-//     class's one spare; release_empty_spans() gives the spare back too, so
-//     with everything released the heap holds nothing;
+//   * a span whose objects are all back goes to the heap's empty-span cache,
+//     unless it is the class's one spare, and a fill that needs a span takes
+//     it back whole, its objects as they were left; release_empty_spans()
+//     gives the spare back too, and trim_cached() the cached spans, so with
+//     everything released the heap holds nothing;
 //   * the heap's counters and invariants, and the mcentral's own checker
 //     (check_central), agree.
 // What mcentral does not promise is not asserted: which span a fill starts
@@ -70,6 +72,8 @@ struct span_model {
 struct class_model {
     unsigned c = 0;
     std::map<std::uintptr_t, span_model> spans;  // by base
+    // Spans emptied beside the spare, in the heap's empty-span cache.
+    std::map<std::uintptr_t, span_model> cached;
     std::vector<std::uintptr_t> out;             // every object handed out and not released
     // Released objects of spans still held: the pattern the caller left.
     std::map<std::uintptr_t, std::uint64_t> left;
@@ -94,6 +98,13 @@ std::uint32_t index_in(const mspan* s, std::uintptr_t p) { return static_cast<st
     if (s->handed.load() != sm.handed)
         return ::testing::AssertionFailure() << "span " << (void*)s->base << ": handed " << s->handed.load() << ", model " << sm.handed;
     return ::testing::AssertionSuccess();
+}
+
+// A cached span of the model given back to the heap's free pages.
+void forget_cached(class_model& cm, std::uintptr_t base) {
+    const span_model& sm = cm.cached.at(base);
+    for (std::uint32_t k = 0; k < sm.out.size(); ++k) cm.left.erase(base + std::uintptr_t{k} * sc::class_size[cm.c]);
+    cm.cached.erase(base);
 }
 
 class central_tiers {
@@ -132,7 +143,14 @@ public:
             if (!seen.insert(p).second) return ::testing::AssertionFailure() << (void*)p << " came twice in one fill";
             auto it = cm.spans.find(s->base);
             if (it == cm.spans.end()) {
-                it = cm.spans.emplace(s->base, span_model{s, std::vector<bool>(s->nelems), 0, 0}).first;
+                if (auto ct = cm.cached.find(s->base); ct != cm.cached.end()) {
+                    // Back from the heap's cache: the same record, its
+                    // objects as they were left, `handed` as it was.
+                    if (ct->second.s != s) return ::testing::AssertionFailure() << "cached span " << (void*)s->base << " changed its record";
+                    it = cm.spans.insert(cm.cached.extract(ct)).position;
+                } else {
+                    it = cm.spans.emplace(s->base, span_model{s, std::vector<bool>(s->nelems), 0, 0}).first;
+                }
                 new_span = true;
             } else if (it->second.s != s) {
                 return ::testing::AssertionFailure() << "span " << (void*)s->base << " changed its record while the class held it";
@@ -168,8 +186,11 @@ public:
                 if (const span_model& sm = cm.spans.at(base); sm.nout != sm.out.size())
                     return ::testing::AssertionFailure() << "a new span was carved while span " << (void*)base << " had free objects";
         }
-        if (heap_.class_spans(c) != cm.spans.size() || heap_.class_spans(c) < spans_before)
-            return ::testing::AssertionFailure() << "the heap holds " << heap_.class_spans(c) << " spans of class " << c << ", the model " << cm.spans.size();
+        // A fill that carved a span had the heap give every cached span back first.
+        if (auto r = reconcile_cached(); !r) return r;
+        if (heap_.class_spans(c) != cm.spans.size() + cm.cached.size() || heap_.class_spans(c) < spans_before)
+            return ::testing::AssertionFailure() << "the heap holds " << heap_.class_spans(c) << " spans of class " << c << ", the model "
+                                                 << cm.spans.size() + cm.cached.size();
         return ::testing::AssertionSuccess();
     }
 
@@ -181,7 +202,7 @@ public:
         const unsigned c = cm.c;
         std::vector<void*> objs;
         for (const std::size_t k : which) objs.push_back(reinterpret_cast<void*>(cm.out[k]));
-        std::vector<std::pair<std::uintptr_t, mspan*>> gone;  // spans that must have gone back to the heap
+        std::vector<std::uintptr_t> gone;  // spans that must have gone back to the heap
         for (void* v : objs) {
             const auto p = reinterpret_cast<std::uintptr_t>(v);
             const std::uint64_t pattern = seed ^ p;
@@ -193,9 +214,8 @@ public:
             cm.left[p] = pattern;
             if (--sm.nout == 0 && cm.empty_spans() > 1) {
                 // Not the class's spare: back to the heap.
-                gone.emplace_back(it->first, sm.s);
-                for (std::uint32_t k = 0; k < sm.out.size(); ++k) cm.left.erase(it->first + std::uintptr_t{k} * sc::class_size[c]);
-                cm.spans.erase(it);
+                gone.push_back(it->first);
+                cm.cached.insert(cm.spans.extract(it));
             }
         }
         // The released positions, highest first, so the rest keep theirs.
@@ -206,17 +226,71 @@ public:
             cm.out.pop_back();
         }
         central_[i].release(objs.data(), objs.size());
-        for (const auto& [base, s] : gone) {
+        for (const std::uintptr_t base : gone) {
+            const span_model& sm = cm.cached.at(base);
+            if (sm.s->list == span_list_id::cached) {
+                // Kept whole: the page map still names it, its bits are all free.
+                for (std::size_t pg = 0; pg < sc::class_pages[c]; ++pg)
+                    if (span_of(base + pg * page_size) != sm.s)
+                        return ::testing::AssertionFailure() << "cached span " << (void*)base << " left the page map";
+                if (auto r = bits_agree(sm); !r) return r;
+                continue;
+            }
+            // The cache had no room: freed.
             for (std::size_t pg = 0; pg < sc::class_pages[c]; ++pg)
                 if (span_of(base + pg * page_size) != nullptr)
-                    return ::testing::AssertionFailure() << "span " << (void*)base << " emptied beside a spare but not given back";
+                    return ::testing::AssertionFailure() << "span " << (void*)base << " emptied beside a spare but neither cached nor given back";
+            forget_cached(cm, base);
         }
         for (const auto& [base, sm] : cm.spans) {
             if (span_of(base) != sm.s) return ::testing::AssertionFailure() << "span " << (void*)base << " is no longer in the page map";
             if (auto r = bits_agree(sm); !r) return r;
         }
-        if (heap_.class_spans(c) != cm.spans.size())
-            return ::testing::AssertionFailure() << "the heap holds " << heap_.class_spans(c) << " spans of class " << c << ", the model " << cm.spans.size();
+        if (heap_.class_spans(c) != cm.spans.size() + cm.cached.size())
+            return ::testing::AssertionFailure() << "the heap holds " << heap_.class_spans(c) << " spans of class " << c << ", the model "
+                                                 << cm.spans.size() + cm.cached.size();
+        return ::testing::AssertionSuccess();
+    }
+
+    // The model's cached spans against the heap's lists: one the heap no
+    // longer lists went back to its free pages (a carve gives back every
+    // cached span), and the heap lists no span the model does not.
+    ::testing::AssertionResult reconcile_cached() {
+        std::set<const mspan*> listed;
+        for (unsigned c = 1; c < num_classes; ++c)
+            for (const mspan* s = heap_.cached_newest(c); s != nullptr; s = s->next) listed.insert(s);
+        std::size_t modelled = 0;
+        for (class_model& cm : model_) {
+            for (auto it = cm.cached.begin(); it != cm.cached.end();) {
+                const std::uintptr_t base = it->first;
+                ++it;
+                if (listed.count(cm.cached.at(base).s) != 0) {
+                    ++modelled;
+                    continue;
+                }
+                if (span_of(base) == cm.cached.at(base).s && cm.cached.at(base).s->list == span_list_id::cached)
+                    return ::testing::AssertionFailure() << "span " << (void*)base << " is cached but on no list";
+                forget_cached(cm, base);
+            }
+        }
+        if (modelled != listed.size()) return ::testing::AssertionFailure() << "the heap caches " << listed.size() << " spans, the model " << modelled;
+        return ::testing::AssertionSuccess();
+    }
+
+    // The heap's empty-span cache, all of it, back to the free pages.
+    ::testing::AssertionResult trim_cached() {
+        std::size_t want = 0;
+        for (class_model& cm : model_) want += cm.cached.size();
+        const std::size_t n = heap_.trim_cached(0, 0);
+        if (n != want) return ::testing::AssertionFailure() << "trim_cached gave back " << n << " spans, the model has " << want;
+        for (class_model& cm : model_) {
+            while (!cm.cached.empty()) {
+                const std::uintptr_t base = cm.cached.begin()->first;
+                if (span_of(base) != nullptr) return ::testing::AssertionFailure() << "trimmed span " << (void*)base << " is still in the page map";
+                forget_cached(cm, base);
+            }
+        }
+        if (heap_.cached_spans() != 0 || heap_.cached_pages() != 0) return ::testing::AssertionFailure() << "the span cache still counts spans";
         return ::testing::AssertionSuccess();
     }
 
@@ -237,8 +311,9 @@ public:
         for (const std::uintptr_t base : gone)
             if (span_of(base) != nullptr) return ::testing::AssertionFailure() << "empty span " << (void*)base << " was kept";
         if (central_[i].empty_spans() != 0) return ::testing::AssertionFailure() << "an empty span is still counted";
-        if (heap_.class_spans(cm.c) != cm.spans.size())
-            return ::testing::AssertionFailure() << "the heap holds " << heap_.class_spans(cm.c) << " spans of class " << cm.c << ", the model " << cm.spans.size();
+        if (heap_.class_spans(cm.c) != cm.spans.size() + cm.cached.size())
+            return ::testing::AssertionFailure() << "the heap holds " << heap_.class_spans(cm.c) << " spans of class " << cm.c << ", the model "
+                                                 << cm.spans.size() + cm.cached.size();
         return ::testing::AssertionSuccess();
     }
 
@@ -252,8 +327,8 @@ public:
                 return ::testing::AssertionFailure() << "class " << kClasses[i] << "'s lists hold other spans than the model's";
             if (central_[i].empty_spans() != model_[i].empty_spans())
                 return ::testing::AssertionFailure() << "class " << kClasses[i] << " counts " << central_[i].empty_spans() << " empty spans, the model " << model_[i].empty_spans();
-            spans += model_[i].spans.size();
-            pages += model_[i].spans.size() * sc::class_pages[kClasses[i]];
+            spans += model_[i].spans.size() + model_[i].cached.size();
+            pages += (model_[i].spans.size() + model_[i].cached.size()) * sc::class_pages[kClasses[i]];
         }
         if (heap_.small_spans() != spans) return ::testing::AssertionFailure() << "the heap counts " << heap_.small_spans() << " small spans, the model " << spans;
         if (heap_.pages_in_use() != pages) return ::testing::AssertionFailure() << "the heap has " << heap_.pages_in_use() << " pages in use, the model " << pages;
@@ -311,6 +386,7 @@ void run_sequence(std::uint64_t seed, int steps) {
         ASSERT_LE(t.model(i).spans.size(), 1u) << "class " << kClasses[i];
     }
     ASSERT_TRUE(t.invariants());
+    ASSERT_TRUE(t.trim_cached());
     std::size_t spare_pages = 0;
     for (const unsigned c : kClasses) spare_pages += sc::class_pages[c];
     EXPECT_LE(t.heap().pages_in_use(), spare_pages);
@@ -328,8 +404,11 @@ TEST(CentralTier, RandomFillsAndReleasesMatchAModel) {
     }
 }
 
-// The smallest case of the spare: of two emptied spans the first stays, the
-// second goes back, and release_empty_spans() gives back the first.
+// The smallest case of the spare and the heap's empty-span cache: of two
+// emptied spans the first stays as the spare and the second goes to the
+// cache; a fill past the spare takes that one back whole;
+// release_empty_spans() gives back the spare, and trim_cached() the cached
+// span once it is old enough.
 TEST(CentralTier, OneEmptySpanIsKeptAsTheSpare) {
     mheap h;
     mcentral m;
@@ -346,13 +425,81 @@ TEST(CentralTier, OneEmptySpanIsKeptAsTheSpare) {
     EXPECT_EQ(h.class_spans(c), 2u) << "the first span to empty is the spare";
     EXPECT_EQ(m.empty_spans(), 1u);
     m.release(objs.data() + per_span, per_span);
-    EXPECT_EQ(h.class_spans(c), 1u) << "a second empty span goes back";
+    EXPECT_EQ(m.empty_spans(), 1u);
+    EXPECT_EQ(h.class_spans(c), 2u) << "a second empty span is cached whole";
+    EXPECT_EQ(h.cached_spans(), 1u);
+    EXPECT_EQ(h.cached_pages(), sc::class_pages[c]);
+    EXPECT_EQ(second->list, span_list_id::cached);
+    EXPECT_EQ(span_of(second->base), second);
     EXPECT_EQ(span_of(first->base), first);
+    EXPECT_TRUE(central_holds(m, c));
+    EXPECT_TRUE(heap_holds(h));
+
+    // Both spans' worth again: the spare first, then the cached span, no new one.
+    const std::size_t pages_before = h.pages_in_use();
+    ASSERT_EQ(m.fill(objs.data(), objs.size()), objs.size());
+    for (void* p : objs) {
+        mspan* s = span_of(reinterpret_cast<std::uintptr_t>(p));
+        EXPECT_TRUE(s == first || s == second) << p;
+    }
+    EXPECT_EQ(h.cached_spans(), 0u);
+    EXPECT_EQ(h.pages_in_use(), pages_before);
+    EXPECT_EQ(second->list, span_list_id::full);
+    m.release(objs.data(), objs.size());
+    EXPECT_EQ(h.cached_spans(), 1u);
+
     m.release_empty_spans();
+    EXPECT_EQ(h.class_spans(c), 1u) << "the spare goes back, the cached span stays";
+    EXPECT_EQ(span_of(first->base), nullptr);
+    mspan* const cached = span_of(reinterpret_cast<std::uintptr_t>(objs[0])) == nullptr
+                              ? span_of(reinterpret_cast<std::uintptr_t>(objs[per_span]))
+                              : span_of(reinterpret_cast<std::uintptr_t>(objs[0]));
+    ASSERT_NE(cached, nullptr);
+    EXPECT_EQ(cached->list, span_list_id::cached);
+    // Not yet as old as asked, then old enough.
+    h.set_tick(h.tick() + 3);
+    EXPECT_EQ(h.trim_cached(h.tick(), 4), 0u);
+    EXPECT_EQ(h.cached_spans(), 1u);
+    h.set_tick(h.tick() + 1);
+    EXPECT_EQ(h.trim_cached(h.tick(), 4), 1u);
+    EXPECT_EQ(h.cached_spans(), 0u);
     EXPECT_EQ(h.class_spans(c), 0u);
     EXPECT_EQ(h.pages_in_use(), 0u);
-    EXPECT_EQ(span_of(first->base), nullptr);
+    EXPECT_EQ(span_of(cached->base), nullptr);
     EXPECT_TRUE(central_holds(m, c));
+    EXPECT_TRUE(heap_holds(h));
+}
+
+// The heap does not grow while its empty-span cache holds the pages a
+// request needs: a run no free pages fit takes the cached spans' pages, and
+// a growing heap keeps no spans cached beside its new pages.
+TEST(CentralTier, CachedSpansGoBackBeforeTheHeapGrows) {
+    mheap h;
+    mcentral m;
+    constexpr unsigned c = 67;  // one object, four pages a span
+    m.init(c, &h);
+    ASSERT_EQ(sc::class_pages[c], 4u);
+    // Every page of the heap's first reservation, in spans of the class.
+    std::vector<void*> objs(grow_step_pages / sc::class_pages[c]);
+    ASSERT_EQ(m.fill(objs.data(), objs.size()), objs.size());
+    const std::size_t reserved = h.pages_reserved();
+    ASSERT_EQ(reserved, grow_step_pages);
+    ASSERT_EQ(h.pages_in_use(), reserved);
+    m.release(objs.data(), objs.size());
+    // One spare, the rest cached: no page is free.
+    ASSERT_EQ(h.cached_spans(), objs.size() - 1);
+    ASSERT_EQ(h.pages_in_use(), reserved);
+    const std::size_t want = (objs.size() - 1) * sc::class_pages[c];
+    mspan* big = h.alloc_span(want, 1, 0);
+    ASSERT_NE(big, nullptr);
+    EXPECT_EQ(h.pages_reserved(), reserved) << "the heap grew while cached spans held the pages";
+    EXPECT_EQ(h.cached_spans(), 0u);
+    EXPECT_EQ(h.cached_pages(), 0u);
+    EXPECT_EQ(h.pages_in_use(), reserved);
+    EXPECT_TRUE(heap_holds(h));
+    h.free_span(big);
+    m.release_empty_spans();
+    EXPECT_EQ(h.pages_in_use(), 0u);
     EXPECT_TRUE(heap_holds(h));
 }
 

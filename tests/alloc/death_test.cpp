@@ -248,6 +248,24 @@ TEST_F(AllocDeathTest, DoubleFreeAfterItsSpanWentBackToTheHeap) {
     }
 }
 
+// 32 KiB objects are a span each: freed and flushed, all but mcentral's
+// spare wait whole in the heap's empty-span cache (heap.h), their page map
+// and bitmaps intact. A second free, a realloc or a usable_size of one is
+// still caught.
+TEST_F(AllocDeathTest, UseOfAnObjectWhoseSpanIsCachedIsCaught) {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 64; ++i) blocks.push_back(spanmap_malloc(32768));
+    for (void* p : blocks) spanmap_free(p);
+    spanmap_thread_cache_flush();
+    ASSERT_GE(spanmap::debug::read_heap_info().cached_spans, 32u);
+    for (const std::size_t i : {0, 31, 63}) {
+        void* p = blocks[i];
+        EXPECT_DIES_NAMING(p, spanmap_free(p), kBadPointer) << "block " << i;
+        EXPECT_DIES_NAMING(p, (void)spanmap_realloc(p, 100), kBadPointer) << "block " << i;
+        EXPECT_DIES_NAMING(p, (void)spanmap_usable_size(p), kBadPointer) << "block " << i;
+    }
+}
+
 TEST_F(AllocDeathTest, FreeAfterFreeReleaseOfLargeObject) {
     void* p = spanmap_malloc(200000);
     spanmap_free_release(p);

@@ -87,7 +87,9 @@ struct heap_info {
     std::size_t arenas;          // 64 MiB arenas reserved from the OS
     std::size_t pages_in_use;    // 8 KiB pages held by spans (small and large)
     std::size_t pages_free;      // reserved pages held by no span
-    std::size_t small_spans;     // spans carved into objects (owned by mcentral)
+    std::size_t small_spans;     // spans carved into objects (mcentral's, and the span cache's)
+    std::size_t cached_spans;    // of them, empty ones the heap keeps whole for their class
+    std::size_t cached_span_bytes;
     std::size_t large_objects;   // spans holding one live object over 32 KiB
     std::size_t live_caches;     // thread caches attached to a running thread
     std::size_t pooled_caches;   // caches of exited threads, kept for reuse
