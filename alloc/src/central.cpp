@@ -32,58 +32,80 @@ void span_list::remove(mspan* s) noexcept {
     --size_;
 }
 
+namespace {
+
+// Moves s's lowest free objects, up to n - got of them, into out[got..);
+// returns the new got. The caller holds the span's mcentral lock.
+std::size_t take_objects(mspan* s, void** out, std::size_t got, std::size_t n) noexcept {
+    std::uint32_t w = s->scan_word;
+    while (got < n && s->nfree > 0) {
+        std::uint64_t bits = s->free_bits[w];
+        while (bits != 0 && got < n) {
+            const auto b = static_cast<std::uint32_t>(__builtin_ctzll(bits));
+            bits &= bits - 1;
+            out[got++] = reinterpret_cast<void*>(s->base + std::uintptr_t{w * 64 + b} * s->elem_size);
+            --s->nfree;
+        }
+        free_word(s, w).store(bits, std::memory_order_relaxed);
+        if (bits == 0) ++w;
+    }
+    s->scan_word = w;
+    // The lowest free objects went first, so the newest is the highest.
+    const auto newest = static_cast<std::uint32_t>(((reinterpret_cast<std::uintptr_t>(out[got - 1]) - s->base) * s->div_mul) >> 32);
+    if (newest >= s->handed.load(std::memory_order_relaxed)) {
+        s->handed.store(newest + 1, std::memory_order_relaxed);
+        s->handed_end.store((newest + 1) * s->elem_size, std::memory_order_relaxed);
+    }
+    return got;
+}
+
+}  // namespace
+
 std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
     lock_guard g(lock_);
     std::size_t got = 0;
     while (got < n) {
-        mspan* s = partial_.head();
-        if (s == nullptr) {
-            // As many fresh spans as the rest of the request fills, under one
-            // hold of the heap's lock: for classes of one to a few objects a
-            // span, a refill is several spans, and two threads refilling
-            // such a class took turns at that lock once per object.
-            const std::uint32_t per_span = class_span_shapes[size_class_].nelems;
-            mspan* fresh[max_fresh_spans];
-            std::size_t want = (n - got + per_span - 1) / per_span;
-            if (want > max_fresh_spans) want = max_fresh_spans;
-            const std::size_t k = heap_->alloc_spans(size_class_, fresh, want);
-            if (k == 0) break;
-            // Pushed last first, so the lowest address is handed out first.
-            for (std::size_t i = k; i-- > 0;) {
-                // A new span's pages may have been a freed large span's,
-                // poisoned whole; a cached span's objects are free ones,
-                // poisoned each, as they stay.
-                if (fresh[i]->handed.load(std::memory_order_relaxed) == 0)
-                    unpoison(reinterpret_cast<void*>(fresh[i]->base), fresh[i]->end() - fresh[i]->base);
-                partial_.push_front(fresh[i], span_list_id::partial);
+        if (mspan* s = partial_.head()) {
+            if (s->nfree == s->nelems) --nempty_;
+            got = take_objects(s, out, got, n);
+            if (s->nfree == 0) {
+                partial_.remove(s);
+                full_.push_front(s, span_list_id::full);
             }
-            nempty_ += k;
-            s = partial_.head();
+            continue;
         }
-        if (s->nfree == s->nelems) --nempty_;
-        std::uint32_t w = s->scan_word;
-        while (got < n && s->nfree > 0) {
-            std::uint64_t bits = s->free_bits[w];
-            while (bits != 0 && got < n) {
-                const auto b = static_cast<std::uint32_t>(__builtin_ctzll(bits));
-                bits &= bits - 1;
-                out[got++] = reinterpret_cast<void*>(s->base + std::uintptr_t{w * 64 + b} * s->elem_size);
-                --s->nfree;
+        // As many fresh spans as the rest of the request fills, under one
+        // hold of the heap's lock: for classes of one to a few objects a
+        // span, a refill is several spans, and two threads refilling such a
+        // class took turns at that lock once per object.
+        const std::uint32_t per_span = class_span_shapes[size_class_].nelems;
+        mspan* fresh[max_fresh_spans];
+        std::size_t want = (n - got + per_span - 1) / per_span;
+        if (want > max_fresh_spans) want = max_fresh_spans;
+        const std::size_t k = heap_->alloc_spans(size_class_, fresh, want);
+        if (k == 0) break;
+        // Taken from lowest address first; then each goes on the list that
+        // what is left in it says, not through partial_ first (a span of one
+        // object went on it and off it again), the lowest left at the head.
+        for (std::size_t i = 0; i < k && got < n; ++i) {
+            mspan* s = fresh[i];
+            // A new span's pages may have been a freed large span's,
+            // poisoned whole; a cached span's objects are free ones,
+            // poisoned each, as they stay.
+            if (s->handed.load(std::memory_order_relaxed) == 0) unpoison(reinterpret_cast<void*>(s->base), s->end() - s->base);
+            got = take_objects(s, out, got, n);
+        }
+        for (std::size_t i = k; i-- > 0;) {
+            mspan* s = fresh[i];
+            if (s->nfree == 0) {
+                full_.push_front(s, span_list_id::full);
+                continue;
             }
-            free_word(s, w).store(bits, std::memory_order_relaxed);
-            if (bits == 0) ++w;
-        }
-        s->scan_word = w;
-        // The lowest free objects went first, so the newest is the highest.
-        const auto newest = static_cast<std::uint32_t>(
-            ((reinterpret_cast<std::uintptr_t>(out[got - 1]) - s->base) * s->div_mul) >> 32);
-        if (newest >= s->handed.load(std::memory_order_relaxed)) {
-            s->handed.store(newest + 1, std::memory_order_relaxed);
-            s->handed_end.store((newest + 1) * s->elem_size, std::memory_order_relaxed);
-        }
-        if (s->nfree == 0) {
-            partial_.remove(s);
-            full_.push_front(s, span_list_id::full);
+            if (s->nfree == s->nelems) {
+                if (s->handed.load(std::memory_order_relaxed) == 0) unpoison(reinterpret_cast<void*>(s->base), s->end() - s->base);
+                ++nempty_;
+            }
+            partial_.push_front(s, span_list_id::partial);
         }
     }
     return got;
@@ -103,22 +125,26 @@ void mcentral::release(void* const* objs, std::size_t n) noexcept {
         if (s->free_bits[idx / 64] & bit) fatal("free", objs[i], "double free (the object is already free in its span)");
         free_word(s, idx / 64).store(s->free_bits[idx / 64] | bit, std::memory_order_relaxed);
         if (idx / 64 < s->scan_word) s->scan_word = idx / 64;
-        if (s->nfree++ == 0) {
+        const bool was_full = s->nfree++ == 0;
+        if (s->nfree == s->nelems && nempty_ != 0) {
+            // Wholly free beside the spare: to the heap, from whichever list
+            // (a span of one object goes there from full_ directly).
+            if (was_full)
+                full_.remove(s);
+            else
+                partial_.remove(s);
+            emptied[nemptied++] = s;
+            if (nemptied == max_fresh_spans) {
+                heap_->park_spans(emptied, nemptied);
+                nemptied = 0;
+            }
+            continue;
+        }
+        if (was_full) {
             full_.remove(s);
             partial_.push_front(s, span_list_id::partial);
         }
-        if (s->nfree == s->nelems) {
-            if (nempty_ == 0) {
-                ++nempty_;
-            } else {
-                partial_.remove(s);
-                emptied[nemptied++] = s;
-                if (nemptied == max_fresh_spans) {
-                    heap_->park_spans(emptied, nemptied);
-                    nemptied = 0;
-                }
-            }
-        }
+        if (s->nfree == s->nelems) ++nempty_;
     }
     if (nemptied != 0) heap_->park_spans(emptied, nemptied);
 }

@@ -5,7 +5,10 @@
 namespace spanmap::detail {
 
 std::uint32_t transfer_cache::put(void* const* objs, std::uint32_t n) noexcept {
-    if (n < batch_) return 0;
+    // A racy peek first, as take's: a flush that would find the tier full
+    // (a thread whose working set of the class overflows its bin, batch
+    // after batch) skips the lock.
+    if (n < batch_ || capacity_ - count_.load(std::memory_order_relaxed) < batch_) return 0;
     lock_guard lk(lock_);
     const std::uint32_t have = count_.load(std::memory_order_relaxed);
     const std::uint32_t room = capacity_ - have;
