@@ -59,6 +59,13 @@ std::size_t take_objects(mspan* s, void** out, std::size_t got, std::size_t n) n
     return got;
 }
 
+// A new span's pages may have been a freed large span's, poisoned whole; a
+// span from the heap's empty-span cache has handed objects out, and its free
+// ones stay poisoned each, as in any span.
+void unpoison_if_new(const mspan* s) noexcept {
+    if (s->handed.load(std::memory_order_relaxed) == 0) unpoison(reinterpret_cast<void*>(s->base), s->end() - s->base);
+}
+
 }  // namespace
 
 std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
@@ -88,12 +95,8 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
         // what is left in it says, not through partial_ first (a span of one
         // object went on it and off it again), the lowest left at the head.
         for (std::size_t i = 0; i < k && got < n; ++i) {
-            mspan* s = fresh[i];
-            // A new span's pages may have been a freed large span's,
-            // poisoned whole; a cached span's objects are free ones,
-            // poisoned each, as they stay.
-            if (s->handed.load(std::memory_order_relaxed) == 0) unpoison(reinterpret_cast<void*>(s->base), s->end() - s->base);
-            got = take_objects(s, out, got, n);
+            unpoison_if_new(fresh[i]);
+            got = take_objects(fresh[i], out, got, n);
         }
         for (std::size_t i = k; i-- > 0;) {
             mspan* s = fresh[i];
@@ -102,7 +105,7 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
                 continue;
             }
             if (s->nfree == s->nelems) {
-                if (s->handed.load(std::memory_order_relaxed) == 0) unpoison(reinterpret_cast<void*>(s->base), s->end() - s->base);
+                unpoison_if_new(s);
                 ++nempty_;
             }
             partial_.push_front(s, span_list_id::partial);

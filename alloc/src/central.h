@@ -11,7 +11,9 @@
 //
 // A span whose objects are all free goes back to mheap, except one per class
 // kept as a spare so that a cache that drains and refills around a batch
-// boundary does not make the heap carve the same span again and again.
+// boundary does not make the heap carve the same span again and again; the
+// heap keeps the others whole in its empty-span cache (heap.h) for the
+// class's next fill, until something else needs their pages.
 // Spans come from the heap, and go back to it, as many at a time as one
 // fill or release needs (up to max_fresh_spans under one hold of the heap's
 // lock): for the classes of one to a few objects a span, a refill is
