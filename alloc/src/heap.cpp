@@ -624,26 +624,39 @@ bool mheap::pages_free(std::uintptr_t first, std::size_t n) const noexcept {
 }
 
 mspan* mheap::alloc_span(std::size_t npages, std::size_t align_pages, unsigned size_class) noexcept {
+    // Every span is placed as if no span were cached (see heap.h): the cache
+    // goes back first, a bounded batch per hold of the lock, so that other
+    // threads wait for no more than a batch; alloc_span_locked gives back
+    // what was cached in between.
+    trim_cached(0, 0);
     lock_guard g(lock_);
     return alloc_span_locked(npages, align_pages, size_class);
 }
 
 std::size_t mheap::alloc_spans(unsigned size_class, mspan** out, std::size_t n) noexcept {
-    lock_guard g(lock_);
     std::size_t got = 0;
-    for (span_cache_list& l = cached_[size_class]; got < n && l.newest != nullptr; ++got) {
-        mspan* s = l.newest;
-        uncache(s);
-        // Its objects were the program's (fresh spans are zero).
-        s->needzero = true;
-        out[got] = s;
+    {
+        lock_guard g(lock_);
+        for (span_cache_list& l = cached_[size_class]; got < n && l.newest != nullptr; ++got) {
+            mspan* s = l.newest;
+            uncache(s);
+            // Its objects were the program's (fresh spans are zero).
+            s->needzero = true;
+            out[got] = s;
+        }
+        if (got == n || cached_spans_.load(std::memory_order_relaxed) == 0) {
+            while (got < n && (out[got] = alloc_span_locked(sc::class_pages[size_class], 1, size_class)) != nullptr) ++got;
+            return got;
+        }
     }
+    trim_cached(0, 0);  // as alloc_span
+    lock_guard g(lock_);
     while (got < n && (out[got] = alloc_span_locked(sc::class_pages[size_class], 1, size_class)) != nullptr) ++got;
     return got;
 }
 
 mspan* mheap::alloc_span_locked(std::size_t npages, std::size_t align_pages, unsigned size_class) noexcept {
-    // Every span is placed as if no span were cached (see heap.h).
+    // Spans cached since the caller's trim_cached.
     if (cached_spans_.load(std::memory_order_relaxed) != 0) trim_cached_locked(0, 0, ~std::size_t{0});
     std::uintptr_t first = find_run(npages, align_pages);
     if (first == 0) {
@@ -698,7 +711,8 @@ void mheap::park_spans(mspan* const* spans, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i) {
         mspan* s = spans[i];
         assert(s->state == span_state::small && s->nfree == s->nelems);
-        if (cached_pages_.load(std::memory_order_relaxed) + s->npages > max_cached_pages) {
+        if (cached_pages_.load(std::memory_order_relaxed) + s->npages > max_cached_pages ||
+            cached_spans_.load(std::memory_order_relaxed) == max_cached_spans) {
             free_span_locked(s, false, now);
             continue;
         }
@@ -735,15 +749,19 @@ std::size_t mheap::trim_cached_locked(std::uint32_t now, std::uint32_t min_age, 
 std::size_t mheap::trim_cached(std::uint32_t now, std::uint32_t min_age) noexcept {
     // A bounded batch per hold of the lock: a trim of a full cache would
     // otherwise keep every malloc that misses its caches waiting.
+    // At most what was cached on entry: threads caching spans meanwhile
+    // do not keep it going.
     constexpr std::size_t per_hold = 64;
+    const std::size_t most = cached_spans_.load(std::memory_order_relaxed);
     std::size_t total = 0;
-    for (;;) {
-        if (cached_spans_.load(std::memory_order_relaxed) == 0) return total;
+    while (total < most) {
         lock_guard g(lock_);
-        const std::size_t n = trim_cached_locked(now, min_age, per_hold);
+        const std::size_t want = most - total < per_hold ? most - total : per_hold;
+        const std::size_t n = trim_cached_locked(now, min_age, want);
         total += n;
-        if (n < per_hold) return total;
+        if (n < want) break;
     }
+    return total;
 }
 
 void mheap::free_span_locked(mspan* s, bool released, std::uint32_t freed_at) noexcept {

@@ -43,13 +43,15 @@
 // The cache never changes where a span is placed. Its spans are free pages
 // as far as placement goes: any span carved from the free pages (a class
 // whose own list is empty, a large object) first gives every cached span
-// back, and a large block growing in place gives back the cached spans in
-// its way; so first fit sees the free set it would see without the cache,
+// back (64 at a time per hold of the lock, so that other threads wait for
+// no more than that), and a large block growing in place gives back the
+// cached spans in its way; so first fit sees the free set it would see without the cache,
 // and a heap that grows, grows as it would. Given back, a span's bitmap
 // words keep the tick it was cached at, and the scavenger gives back spans
 // cached longer than the decay period (trim_cached): their pages leave the
 // resident set when they would have without the cache. It holds at most
-// max_cached_pages; release_free_memory gives back all of it. Cached spans
+// max_cached_pages in at most max_cached_spans; release_free_memory gives
+// back all of it. Cached spans
 // stay in the heap's counts of spans and pages in use: spans of their class
 // with every object free, as mcentral's spare is.
 //
@@ -242,8 +244,12 @@ private:
 bool check_heap(const mheap& h, char* why, std::size_t why_len) noexcept;
 
 inline constexpr std::size_t max_arenas = std::size_t{1} << 16;  // 4 TiB of heap
-// The most pages the empty-span cache holds: one arena's, 64 MiB.
+// The most the empty-span cache holds: one arena's pages, 64 MiB, in at
+// most 1024 spans. A carve that gives them all back pays about 80 ns a span
+// (measured: 631 us for 8079 spans of one page), so the count keeps that
+// one allocation under 0.1 ms.
 inline constexpr std::size_t max_cached_pages = pages_per_arena;
+inline constexpr std::size_t max_cached_spans = 1024;
 // The least address space the heap reserves at a time: 4 MiB.
 inline constexpr std::size_t grow_step_pages = 512;
 // Every arena's name in /proc/self/maps ("[anon:spanmap: heap]").

@@ -503,6 +503,29 @@ TEST(CentralTier, CachedSpansGoBackBeforeTheHeapGrows) {
     EXPECT_TRUE(heap_holds(h));
 }
 
+// The cache keeps no more than its bound; spans past it go back to the
+// free pages as they come.
+TEST(CentralTier, TheSpanCacheHoldsAtMostItsBound) {
+    mheap h;
+    mcentral m;
+    constexpr unsigned c = 67;  // one object, four pages a span
+    m.init(c, &h);
+    std::vector<void*> objs(max_cached_spans + 100);
+    ASSERT_EQ(m.fill(objs.data(), objs.size()), objs.size());
+    m.release(objs.data(), objs.size());
+    EXPECT_EQ(m.empty_spans(), 1u);
+    EXPECT_EQ(h.cached_spans(), max_cached_spans);
+    EXPECT_EQ(h.cached_pages(), max_cached_spans * sc::class_pages[c]);
+    EXPECT_EQ(h.class_spans(c), 1 + max_cached_spans);
+    EXPECT_EQ(h.pages_in_use(), (1 + max_cached_spans) * sc::class_pages[c]);
+    EXPECT_TRUE(central_holds(m, c));
+    EXPECT_TRUE(heap_holds(h));
+    m.release_empty_spans();
+    EXPECT_EQ(h.trim_cached(0, 0), max_cached_spans);
+    EXPECT_EQ(h.pages_in_use(), 0u);
+    EXPECT_TRUE(heap_holds(h));
+}
+
 // An object released twice stops the process: its bit is already set.
 TEST(CentralTierDeathTest, ReleasingAFreeObjectStops) {
     EXPECT_DEATH(
