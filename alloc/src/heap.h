@@ -40,20 +40,19 @@
 // free of one is caught as in any span of mcentral's (every object of a
 // cached span is free in its bitmap; its objects past `handed` were never
 // handed out).
-// The cache never changes where a span is placed. Its spans are free pages
-// as far as placement goes: any span carved from the free pages (a class
-// whose own list is empty, a large object) first gives every cached span
-// back (64 at a time per hold of the lock, so that other threads wait for
-// no more than that), and a large block growing in place gives back the
-// cached spans in its way; so first fit sees the free set it would see without the cache,
-// and a heap that grows, grows as it would. Given back, a span's bitmap
-// words keep the tick it was cached at, and the scavenger gives back spans
-// cached longer than the decay period (trim_cached): their pages leave the
-// resident set when they would have without the cache. It holds at most
-// max_cached_pages in at most max_cached_spans; release_free_memory gives
-// back all of it. Cached spans
-// stay in the heap's counts of spans and pages in use: spans of their class
-// with every object free, as mcentral's spare is.
+// The cache never changes where a span is placed. Its spans are free pages as
+// far as placement goes: any span carved from the free pages (a class whose
+// own list is empty, a large object) first gives every cached span back (64 at
+// a time per hold of the lock, so that other threads wait for no more than
+// that), and a large block growing in place gives back the cached spans in its
+// way; so first fit sees the free set it would see without the cache, and a
+// heap that grows, grows as it would. Given back, a span's bitmap words keep
+// the tick it was cached at, and the scavenger gives back spans cached longer
+// than the decay period (trim_cached): their pages leave the resident set when
+// they would have without the cache. It holds at most max_cached_pages in at
+// most max_cached_spans; release_free_memory gives back all of it. Cached
+// spans stay in the heap's counts of spans and pages in use: spans of their
+// class with every object free, as mcentral's spare is.
 //
 // The process has one mheap (the runtime's), but nothing ties the class to
 // it: a test may own another and drive it alone. Its arenas lie at addresses
