@@ -159,7 +159,7 @@ bool check_span_cache(report& r, const mheap& h) {
         const mspan* prev = nullptr;
         for (const mspan* s = h.cached_newest(c); s != nullptr; prev = s, s = s->next, ++cached) {
             if (s->prev != prev) return r.fail("span cache: span %p is badly linked", (void*)s->base);
-            if (!check_span(r, s, c, span_list_id::cached)) return false;
+            if (!check_span(r, s, c, span_list_id::none)) return false;
             if (!s->parked.load(std::memory_order_relaxed)) return r.fail("span cache: span %p is not marked cached", (void*)s->base);
             if (s->nfree != s->nelems) return r.fail("span cache: span %p has %u of %u objects out", (void*)s->base, s->nelems - s->nfree, s->nelems);
             cached_pages += s->npages;

@@ -587,8 +587,8 @@ bool mheap::free_or_cached(std::uintptr_t first, std::size_t n) const noexcept {
             continue;
         }
         // A small span's every page names it (a large span's do not, and
-        // it is not cached). `parked`, not `list`: mcentral writes the list
-        // of the spans it holds under its own lock.
+        // it is not cached); `parked`, written under this lock, marks the
+        // cached ones.
         const mspan* s = a->spans[i].load(std::memory_order_relaxed);
         if (s == nullptr || s->size_class == 0 || !s->parked.load(std::memory_order_relaxed)) return false;
         page = s->end() >> page_shift;
@@ -607,7 +607,6 @@ void mheap::uncache(mspan* s) noexcept {
     else
         l.oldest = s->prev;
     s->next = s->prev = nullptr;
-    s->list = span_list_id::none;
     s->parked.store(false, std::memory_order_relaxed);
     bump(cached_spans_, std::size_t(-1));
     bump(cached_pages_, -std::size_t{s->npages});
@@ -644,12 +643,9 @@ std::size_t mheap::alloc_spans(unsigned size_class, mspan** out, std::size_t n) 
             s->needzero = true;
             out[got] = s;
         }
-        if (got == n || cached_spans_.load(std::memory_order_relaxed) == 0) {
-            while (got < n && (out[got] = alloc_span_locked(sc::class_pages[size_class], 1, size_class)) != nullptr) ++got;
-            return got;
-        }
+        if (got == n) return got;
     }
-    trim_cached(0, 0);  // as alloc_span
+    trim_cached(0, 0);  // as alloc_span (one load when nothing is cached)
     lock_guard g(lock_);
     while (got < n && (out[got] = alloc_span_locked(sc::class_pages[size_class], 1, size_class)) != nullptr) ++got;
     return got;
@@ -718,7 +714,6 @@ void mheap::park_spans(mspan* const* spans, std::size_t n) noexcept {
         }
         span_cache_list& l = cached_[s->size_class];
         s->parked_tick = now;
-        s->list = span_list_id::cached;
         s->parked.store(true, std::memory_order_relaxed);
         s->prev = nullptr;
         s->next = l.newest;

@@ -262,8 +262,9 @@ inline void bump(std::atomic<T>& c, T by = 1) noexcept {
 // Free pages have no span at all: they are bits in their arena's bitmap.
 enum class span_state : std::uint8_t { idle, small, large };
 
-// Where a small span is listed: mcentral's lists, or the heap's empty-span cache.
-enum class span_list_id : std::uint8_t { none, partial, full, cached };
+// Which mcentral list a small span is on (none in the heap's empty-span
+// cache: `parked` marks those).
+enum class span_list_id : std::uint8_t { none, partial, full };
 
 struct mspan {
     std::uintptr_t base;     // first byte; a multiple of page_size

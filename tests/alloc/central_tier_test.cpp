@@ -228,7 +228,7 @@ public:
         central_[i].release(objs.data(), objs.size());
         for (const std::uintptr_t base : gone) {
             const span_model& sm = cm.cached.at(base);
-            if (sm.s->list == span_list_id::cached) {
+            if (sm.s->parked.load()) {
                 // Kept whole: the page map still names it, its bits are all free.
                 for (std::size_t pg = 0; pg < sc::class_pages[c]; ++pg)
                     if (span_of(base + pg * page_size) != sm.s)
@@ -268,7 +268,7 @@ public:
                     ++modelled;
                     continue;
                 }
-                if (span_of(base) == cm.cached.at(base).s && cm.cached.at(base).s->list == span_list_id::cached)
+                if (span_of(base) == cm.cached.at(base).s && cm.cached.at(base).s->parked.load())
                     return ::testing::AssertionFailure() << "span " << (void*)base << " is cached but on no list";
                 forget_cached(cm, base);
             }
@@ -404,19 +404,30 @@ TEST(CentralTier, RandomFillsAndReleasesMatchAModel) {
     }
 }
 
+// A heap of its own and one class's mcentral over it, and n objects of the
+// class filled from it (`filled` of them: n unless the OS refused).
+struct one_class {
+    mheap h;
+    mcentral m;
+    std::vector<void*> objs;
+    std::size_t filled;
+    one_class(unsigned c, std::size_t n) : objs(n) {
+        m.init(c, &h);
+        filled = m.fill(objs.data(), n);
+    }
+};
+
 // The smallest case of the spare and the heap's empty-span cache: of two
 // emptied spans the first stays as the spare and the second goes to the
 // cache; a fill past the spare takes that one back whole;
 // release_empty_spans() gives back the spare, and trim_cached() the cached
 // span once it is old enough.
 TEST(CentralTier, OneEmptySpanIsKeptAsTheSpare) {
-    mheap h;
-    mcentral m;
     constexpr unsigned c = 30;
-    m.init(c, &h);
     const std::size_t per_span = page_size / sc::class_size[c];
-    std::vector<void*> objs(2 * per_span);
-    ASSERT_EQ(m.fill(objs.data(), objs.size()), objs.size());
+    one_class t(c, 2 * per_span);
+    ASSERT_EQ(t.filled, t.objs.size());
+    auto& [h, m, objs, filled] = t;
     ASSERT_EQ(h.class_spans(c), 2u);
     mspan* first = span_of(reinterpret_cast<std::uintptr_t>(objs[0]));
     mspan* second = span_of(reinterpret_cast<std::uintptr_t>(objs[per_span]));
@@ -429,7 +440,7 @@ TEST(CentralTier, OneEmptySpanIsKeptAsTheSpare) {
     EXPECT_EQ(h.class_spans(c), 2u) << "a second empty span is cached whole";
     EXPECT_EQ(h.cached_spans(), 1u);
     EXPECT_EQ(h.cached_pages(), sc::class_pages[c]);
-    EXPECT_EQ(second->list, span_list_id::cached);
+    EXPECT_TRUE(second->parked.load());
     EXPECT_EQ(span_of(second->base), second);
     EXPECT_EQ(span_of(first->base), first);
     EXPECT_TRUE(central_holds(m, c));
@@ -445,6 +456,7 @@ TEST(CentralTier, OneEmptySpanIsKeptAsTheSpare) {
     EXPECT_EQ(h.cached_spans(), 0u);
     EXPECT_EQ(h.pages_in_use(), pages_before);
     EXPECT_EQ(second->list, span_list_id::full);
+    EXPECT_FALSE(second->parked.load());
     m.release(objs.data(), objs.size());
     EXPECT_EQ(h.cached_spans(), 1u);
 
@@ -455,7 +467,7 @@ TEST(CentralTier, OneEmptySpanIsKeptAsTheSpare) {
                               ? span_of(reinterpret_cast<std::uintptr_t>(objs[per_span]))
                               : span_of(reinterpret_cast<std::uintptr_t>(objs[0]));
     ASSERT_NE(cached, nullptr);
-    EXPECT_EQ(cached->list, span_list_id::cached);
+    EXPECT_TRUE(cached->parked.load());
     // Not yet as old as asked, then old enough.
     h.set_tick(h.tick() + 3);
     EXPECT_EQ(h.trim_cached(h.tick(), 4), 0u);
@@ -474,14 +486,12 @@ TEST(CentralTier, OneEmptySpanIsKeptAsTheSpare) {
 // request needs: a run no free pages fit takes the cached spans' pages, and
 // a growing heap keeps no spans cached beside its new pages.
 TEST(CentralTier, CachedSpansGoBackBeforeTheHeapGrows) {
-    mheap h;
-    mcentral m;
     constexpr unsigned c = 67;  // one object, four pages a span
-    m.init(c, &h);
     ASSERT_EQ(sc::class_pages[c], 4u);
     // Every page of the heap's first reservation, in spans of the class.
-    std::vector<void*> objs(grow_step_pages / sc::class_pages[c]);
-    ASSERT_EQ(m.fill(objs.data(), objs.size()), objs.size());
+    one_class t(c, grow_step_pages / sc::class_pages[c]);
+    ASSERT_EQ(t.filled, t.objs.size());
+    auto& [h, m, objs, filled] = t;
     const std::size_t reserved = h.pages_reserved();
     ASSERT_EQ(reserved, grow_step_pages);
     ASSERT_EQ(h.pages_in_use(), reserved);
@@ -506,12 +516,10 @@ TEST(CentralTier, CachedSpansGoBackBeforeTheHeapGrows) {
 // The cache keeps no more than its bound; spans past it go back to the
 // free pages as they come.
 TEST(CentralTier, TheSpanCacheHoldsAtMostItsBound) {
-    mheap h;
-    mcentral m;
     constexpr unsigned c = 67;  // one object, four pages a span
-    m.init(c, &h);
-    std::vector<void*> objs(max_cached_spans + 100);
-    ASSERT_EQ(m.fill(objs.data(), objs.size()), objs.size());
+    one_class t(c, max_cached_spans + 100);
+    ASSERT_EQ(t.filled, t.objs.size());
+    auto& [h, m, objs, filled] = t;
     m.release(objs.data(), objs.size());
     EXPECT_EQ(m.empty_spans(), 1u);
     EXPECT_EQ(h.cached_spans(), max_cached_spans);
