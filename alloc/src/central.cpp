@@ -1,5 +1,7 @@
 #include "central.h"
 
+#include <cassert>
+
 namespace spanmap::detail {
 
 namespace {
@@ -34,9 +36,28 @@ void span_list::remove(mspan* s) noexcept {
 
 namespace {
 
+// Moves every object of s, wholly free, into out[got..); returns the new
+// got. For the classes of one to four objects a span, every fill takes
+// spans whole, and a scan of their bits was most of its work. A span of at
+// most 64 objects: its bits are one word.
+inline std::size_t take_span(mspan* s, void** out, std::size_t got) noexcept {
+    const std::uint32_t k = s->nelems;
+    assert(k <= 64);
+    std::uintptr_t p = s->base;
+    for (std::uint32_t i = 0; i < k; ++i, p += s->elem_size) out[got + i] = reinterpret_cast<void*>(p);
+    free_word(s, 0).store(0, std::memory_order_relaxed);
+    s->nfree = 0;
+    s->scan_word = 1;
+    if (s->handed.load(std::memory_order_relaxed) != k) {
+        s->handed.store(k, std::memory_order_relaxed);
+        s->handed_end.store(k * s->elem_size, std::memory_order_relaxed);
+    }
+    return got + k;
+}
+
 // Moves s's lowest free objects, up to n - got of them, into out[got..);
 // returns the new got. The caller holds the span's mcentral lock.
-std::size_t take_objects(mspan* s, void** out, std::size_t got, std::size_t n) noexcept {
+std::size_t take_some(mspan* s, void** out, std::size_t got, std::size_t n) noexcept {
     std::uint32_t w = s->scan_word;
     while (got < n && s->nfree > 0) {
         std::uint64_t bits = s->free_bits[w];
@@ -59,6 +80,11 @@ std::size_t take_objects(mspan* s, void** out, std::size_t got, std::size_t n) n
     return got;
 }
 
+inline std::size_t take_objects(mspan* s, void** out, std::size_t got, std::size_t n) noexcept {
+    if (s->nfree == s->nelems && s->nelems <= 64 && n - got >= s->nelems) return take_span(s, out, got);
+    return take_some(s, out, got, n);
+}
+
 // A new span's pages may have been a freed large span's, poisoned whole; a
 // span from the heap's empty-span cache has handed objects out, and its free
 // ones stay poisoned each, as in any span.
@@ -77,7 +103,8 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
             got = take_objects(s, out, got, n);
             if (s->nfree == 0) {
                 partial_.remove(s);
-                full_.push_front(s, span_list_id::full);
+                s->list = span_list_id::full;
+                ++nfull_;
             }
             continue;
         }
@@ -101,7 +128,8 @@ std::size_t mcentral::fill(void** out, std::size_t n) noexcept {
         for (std::size_t i = k; i-- > 0;) {
             mspan* s = fresh[i];
             if (s->nfree == 0) {
-                full_.push_front(s, span_list_id::full);
+                s->list = span_list_id::full;
+                ++nfull_;
                 continue;
             }
             if (s->nfree == s->nelems) {
@@ -129,11 +157,12 @@ void mcentral::release(void* const* objs, std::size_t n) noexcept {
         free_word(s, idx / 64).store(s->free_bits[idx / 64] | bit, std::memory_order_relaxed);
         if (idx / 64 < s->scan_word) s->scan_word = idx / 64;
         const bool was_full = s->nfree++ == 0;
+        if (was_full) --nfull_;
         if (s->nfree == s->nelems && nempty_ != 0) {
-            // Wholly free beside the spare: to the heap, from whichever list
-            // (a span of one object goes there from full_ directly).
+            // Wholly free beside the spare: to the heap (a span of one object
+            // goes there straight from full).
             if (was_full)
-                full_.remove(s);
+                s->list = span_list_id::none;
             else
                 partial_.remove(s);
             emptied[nemptied++] = s;
@@ -143,10 +172,7 @@ void mcentral::release(void* const* objs, std::size_t n) noexcept {
             }
             continue;
         }
-        if (was_full) {
-            full_.remove(s);
-            partial_.push_front(s, span_list_id::partial);
-        }
+        if (was_full) partial_.push_front(s, span_list_id::partial);
         if (s->nfree == s->nelems) ++nempty_;
     }
     if (nemptied != 0) heap_->park_spans(emptied, nemptied);

@@ -1,7 +1,12 @@
 // mcentral: one per size class. See DESIGN.md for the overview.
 //
 // Owns the spans of its class: `partial` holds spans with at least one free
-// object, `full` those with none. Thread caches come here in batches — fill()
+// object. Those with none are on no list, only counted (tagged `full`):
+// nothing takes from them, and a free finds its span through the page map,
+// so a list of them would only be kept up — for the classes of one object a
+// span, on every fill and release of every object, at the cost of a write to
+// two other spans each time. The checker finds them through the page map
+// too. Thread caches come here in batches — fill()
 // hands out up to n objects, release() takes objects back — so the lock is
 // paid once per batch, not per object. Which objects of a span are free is a
 // bitmap in the span, never a list threaded through the objects: a freed
@@ -64,7 +69,8 @@ public:
     // For walkers: hold lock() while reading.
     mutex& lock() noexcept { return lock_; }
     const span_list& partial() const noexcept { return partial_; }
-    const span_list& full() const noexcept { return full_; }
+    std::size_t full_spans() const noexcept { return nfull_; }
+    const mheap* heap() const noexcept { return heap_; }
     std::size_t empty_spans() const noexcept { return nempty_; }
 
 private:
@@ -72,7 +78,7 @@ private:
     unsigned size_class_ = 0;
     mheap* heap_ = nullptr;
     span_list partial_;
-    span_list full_;
+    std::size_t nfull_ = 0;  // spans with no free object (on no list)
     std::size_t nempty_ = 0;  // spans on partial_ with every object free
 };
 

@@ -134,7 +134,30 @@ bool check_span(report& r, const mspan* s, unsigned c, span_list_id list) {
     return true;
 }
 
-bool check_central(report& r, const mcentral& m, unsigned c) {
+// The small spans in h's page map that are on no mcentral list, of class
+// `only` (every class when 0): a full span is checked and counted in
+// full[its class]; one neither full nor in the empty-span cache is lost.
+bool check_unlisted(report& r, const mheap& h, unsigned only, std::size_t (&full)[num_classes]) {
+    heap_arena* const* arenas = h.arena_list();
+    for (std::size_t i = 0; i < h.arenas(); ++i) {
+        const heap_arena* a = arenas[i];
+        for (std::size_t pg = 0; pg < pages_per_arena; ++pg) {
+            const mspan* s = a->spans[pg].load(std::memory_order_relaxed);
+            // Each span once, at its first page.
+            if (s == nullptr || s->base != a->base + pg * page_size || s->state != span_state::small) continue;
+            if ((only != 0 && s->size_class != only) || s->list == span_list_id::partial || s->parked.load(std::memory_order_relaxed))
+                continue;
+            if (s->list != span_list_id::full) return r.fail("span %p of class %u: on no list and not cached", (void*)s->base, s->size_class);
+            if (!check_span(r, s, s->size_class, span_list_id::full)) return false;
+            ++full[s->size_class];
+        }
+    }
+    return true;
+}
+
+// m's partial list, and the count of its full spans against the page map's
+// (full_found, from check_unlisted).
+bool check_central(report& r, const mcentral& m, unsigned c, std::size_t full_found) {
     std::size_t empty = 0;
     std::size_t count = 0;
     for (const mspan* s = m.partial().head(); s != nullptr; s = s->next, ++count) {
@@ -142,10 +165,7 @@ bool check_central(report& r, const mcentral& m, unsigned c) {
         empty += s->nfree == s->nelems;
     }
     if (count != m.partial().size()) return r.fail("class %u: partial list length", c);
-    count = 0;
-    for (const mspan* s = m.full().head(); s != nullptr; s = s->next, ++count)
-        if (!check_span(r, s, c, span_list_id::full)) return false;
-    if (count != m.full().size()) return r.fail("class %u: full list length", c);
+    if (full_found != m.full_spans()) return r.fail("class %u: %zu full spans in the page map, counted %zu", c, full_found, m.full_spans());
     if (empty != m.empty_spans() || empty > 1) return r.fail("class %u: %zu empty spans, counted %zu", c, empty, m.empty_spans());
     return true;
 }
@@ -171,11 +191,13 @@ bool check_span_cache(report& r, const mheap& h) {
 }
 
 bool check_centrals(report& r, std::size_t& small_spans) {
+    std::size_t full[num_classes] = {};
+    if (!check_unlisted(r, g.heap, 0, full)) return false;
     small_spans = 0;
     for (unsigned c = 1; c < num_classes; ++c) {
         const mcentral& m = g.central[c];
-        if (!check_central(r, m, c)) return false;
-        small_spans += m.partial().size() + m.full().size();
+        if (!check_central(r, m, c, full[c])) return false;
+        small_spans += m.partial().size() + m.full_spans();
     }
     small_spans += g.heap.cached_spans();
     if (small_spans != g.heap.small_spans()) return r.fail("centrals and the span cache hold %zu spans, heap counts %zu", small_spans, g.heap.small_spans());
@@ -310,7 +332,8 @@ bool check_heap(const mheap& h, char* why, std::size_t why_len) noexcept {
 
 bool check_central(const mcentral& m, unsigned size_class, char* why, std::size_t why_len) noexcept {
     report r(why, why_len);
-    return check_central(r, m, size_class);
+    std::size_t full[num_classes] = {};
+    return check_unlisted(r, *m.heap(), size_class, full) && check_central(r, m, size_class, full[size_class]);
 }
 
 }  // namespace spanmap::detail

@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <map>
 #include <set>
+#include <string>
 #include <vector>
 
 namespace {
@@ -323,7 +324,7 @@ public:
         std::size_t pages = 0;
         for (std::size_t i = 0; i < kClasses.size(); ++i) {
             if (auto r = central_holds(central_[i], kClasses[i]); !r) return r;
-            if (central_[i].partial().size() + central_[i].full().size() != model_[i].spans.size())
+            if (central_[i].partial().size() + central_[i].full_spans() != model_[i].spans.size())
                 return ::testing::AssertionFailure() << "class " << kClasses[i] << "'s lists hold other spans than the model's";
             if (central_[i].empty_spans() != model_[i].empty_spans())
                 return ::testing::AssertionFailure() << "class " << kClasses[i] << " counts " << central_[i].empty_spans() << " empty spans, the model " << model_[i].empty_spans();
@@ -532,6 +533,48 @@ TEST(CentralTier, TheSpanCacheHoldsAtMostItsBound) {
     EXPECT_EQ(h.trim_cached(0, 0), max_cached_spans);
     EXPECT_EQ(h.pages_in_use(), 0u);
     EXPECT_TRUE(heap_holds(h));
+}
+
+// Full spans are on no list: the checker finds them through the page map,
+// counts them against mcentral's count, and reports one that is neither on
+// the partial list, full, nor in the heap's empty-span cache. A class of one
+// object a span is taken whole: every object is out, its span full.
+TEST(CentralTier, FullSpansAreFoundThroughThePageMap) {
+    constexpr unsigned c = 67;
+    static_assert(class_span_shapes[c].nelems == 1);
+    one_class t(c, 5);
+    ASSERT_EQ(t.filled, 5u);
+    EXPECT_EQ(t.m.full_spans(), 5u);
+    EXPECT_EQ(t.m.partial().size(), 0u);
+    for (void* p : t.objs) {
+        const mspan* s = span_of(reinterpret_cast<std::uintptr_t>(p));
+        ASSERT_NE(s, nullptr);
+        EXPECT_EQ(s->base, reinterpret_cast<std::uintptr_t>(p));
+        EXPECT_EQ(s->list, span_list_id::full);
+        EXPECT_EQ(s->nfree, 0u);
+        EXPECT_EQ(s->handed.load(), 1u);
+        EXPECT_EQ(s->handed_end.load(), sc::class_size[c]);
+        EXPECT_EQ(s->free_bits[0], 0u);
+    }
+    EXPECT_TRUE(central_holds(t.m, c));
+
+    // A span that fell off every list.
+    mspan* lost = span_of(reinterpret_cast<std::uintptr_t>(t.objs[2]));
+    lost->list = span_list_id::none;
+    EXPECT_FALSE(central_holds(t.m, c));
+    char why[512] = {};
+    EXPECT_FALSE(check_central(t.m, c, why, sizeof why));
+    EXPECT_NE(std::string(why).find("on no list"), std::string::npos) << why;
+    lost->list = span_list_id::full;
+    EXPECT_TRUE(central_holds(t.m, c));
+
+    // Releasing them all: the spare stays on partial, the rest are cached.
+    t.m.release(t.objs.data(), t.objs.size());
+    EXPECT_EQ(t.m.full_spans(), 0u);
+    EXPECT_EQ(t.m.partial().size(), 1u);
+    EXPECT_EQ(t.h.cached_spans(), 4u);
+    EXPECT_TRUE(central_holds(t.m, c));
+    EXPECT_TRUE(heap_holds(t.h));
 }
 
 // An object released twice stops the process: its bit is already set.
