@@ -3,7 +3,6 @@
 #include "scavenge.h"
 #include "sampling.h"
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -250,15 +249,6 @@ void* refill_and_pop(mcache* mc, unsigned c) noexcept {
         got = g.central[c].fill(b.slots, fill < move ? fill : move);
         if (got == 0) return nullptr;
         if (fill < move) fill = 2 * fill < move ? 2 * fill : move;
-        // mcentral gives its likeliest-hot objects first (a span's lowest
-        // free ones, the heap's most recently cached spans, the lowest fresh
-        // ones), and malloc pops the bin's top: reversed, malloc hands them
-        // out in that order. As they came, a thousand 32 KiB objects freed in
-        // order came back as runs of eight ascending addresses, each run
-        // sixteen objects below the one before: half the steps from one
-        // block to the next were jumps (a tenth with tcmalloc), and a program
-        // that touches each block took a fifth longer for it.
-        std::reverse(b.slots, b.slots + got);
         // Out of their span's free set, the objects are marked free before
         // the bin exposes them (fastpath.h), outside mcentral's lock; the one
         // about to be popped needs none.

@@ -643,6 +643,15 @@ std::size_t mheap::alloc_spans(unsigned size_class, mspan** out, std::size_t n) 
             s->needzero = true;
             out[got] = s;
         }
+        // The newest last: mcentral passes the spans on in this order, and a
+        // thread cache pops from its top, so malloc hands out the most
+        // recently cached span first, and the next most recent after it.
+        // Newest first, a thousand 32 KiB objects freed in order came back
+        // as runs of eight ascending addresses, each run sixteen objects
+        // below the one before: half the steps from one block to the next
+        // were jumps (a tenth with tcmalloc), and a program that touches each
+        // block took a fifth longer for them.
+        std::reverse(out, out + got);
         if (got == n) return got;
     }
     trim_cached(0, 0);  // as alloc_span (one load when nothing is cached)
