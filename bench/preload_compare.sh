@@ -62,15 +62,19 @@ for f in os.listdir(out):
     for b in json.load(open(os.path.join(out, f)))["benchmarks"]:
         if "per_op" in b:
             t.setdefault((b["name"], name), []).append(b["per_op"] * 1e9)
-# Cases without a size (realloc_growth, workload) sort first in their group.
-cases = sorted({c for c, _ in t}, key=lambda c: (c.split("/")[0], int(c.split("/")[1]) if "/" in c else 0))
+# Cases without a size (realloc_growth, workload/maps_strings) sort first in
+# their group.
+def case_key(c):
+    parts = c.split("/")
+    return (parts[0], int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0, c)
+cases = sorted({c for c, _ in t}, key=case_key)
 alloc = sorted({a for _, a in t}, key=lambda a: (a in spanmaps, a))
 peers = [a for a in alloc if a not in spanmaps and a != "glibc"]
 print(f"median of {rounds} rounds, ns per op (lower is better); best/x = best of {', '.join(peers)} over x")
-print(f"{'case':22}" + "".join(f"{a:>10}" for a in alloc) + "".join(f"{'best/' + s:>14}" for s in spanmaps))
+print(f"{'case':22}" + "".join(f"{a:>12}" for a in alloc) + "".join(f"{'best/' + s:>14}" for s in spanmaps))
 for c in cases:
     m = {a: statistics.median(t[(c, a)]) for a in alloc if (c, a) in t}
     best = min(m[a] for a in peers if a in m)
-    print(f"{c:22}" + "".join(f"{m.get(a, float('nan')):10.2f}" for a in alloc)
+    print(f"{c:22}" + "".join(f"{m.get(a, float('nan')):12.2f}" for a in alloc)
           + "".join(f"{best / m[s]:14.2f}" for s in spanmaps))
 EOF
