@@ -262,8 +262,9 @@ inline void bump(std::atomic<T>& c, T by = 1) noexcept {
 // Free pages have no span at all: they are bits in their arena's bitmap.
 enum class span_state : std::uint8_t { idle, small, large };
 
-// Which mcentral list a small span is on (none in the heap's empty-span
-// cache: `parked` marks those).
+// Where mcentral keeps a small span: on its partial list, or `full` — on no
+// list, only counted (central.h), the page map being the way back to it.
+// `none` in the heap's empty-span cache (`parked` marks those).
 enum class span_list_id : std::uint8_t { none, partial, full };
 
 struct mspan {
