@@ -50,10 +50,7 @@ inline std::size_t take_span(mspan* s, void** out, std::size_t got) noexcept {
     free_word(s, 0).store(0, std::memory_order_relaxed);
     s->nfree = 0;
     s->scan_word = 1;
-    if (s->handed.load(std::memory_order_relaxed) != k) {
-        s->handed.store(k, std::memory_order_relaxed);
-        s->handed_end.store(k * s->elem_size, std::memory_order_relaxed);
-    }
+    if (s->handed.load(std::memory_order_relaxed) != k) s->handed.store(k, std::memory_order_relaxed);
     return got + k;
 }
 
@@ -75,10 +72,7 @@ std::size_t take_some(mspan* s, void** out, std::size_t got, std::size_t n) noex
     s->scan_word = w;
     // The lowest free objects went first, so the newest is the highest.
     const auto newest = static_cast<std::uint32_t>(((reinterpret_cast<std::uintptr_t>(out[got - 1]) - s->base) * s->div_mul) >> 32);
-    if (newest >= s->handed.load(std::memory_order_relaxed)) {
-        s->handed.store(newest + 1, std::memory_order_relaxed);
-        s->handed_end.store((newest + 1) * s->elem_size, std::memory_order_relaxed);
-    }
+    if (newest >= s->handed.load(std::memory_order_relaxed)) s->handed.store(newest + 1, std::memory_order_relaxed);
     return got;
 }
 

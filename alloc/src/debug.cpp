@@ -115,17 +115,15 @@ bool check_span(report& r, const mspan* s, unsigned c, span_list_id list) {
     for (std::size_t i = s->nelems; i < max_objects_per_span; ++i)
         if ((s->free_bits[i / 64] >> (i % 64)) & 1) return r.fail("span %p: free bit past the last object", (void*)s->base);
     // Objects never handed out are the span's top, all free.
-    const std::uint32_t handed = s->handed.load(std::memory_order_relaxed);
-    if (handed > s->nelems) return r.fail("span %p: %u objects handed out of %u", (void*)s->base, handed, s->nelems);
-    if (s->handed_end.load(std::memory_order_relaxed) != handed * s->elem_size)
-        return r.fail("span %p: handed_end %u, not %u objects of %u bytes", (void*)s->base,
-                      s->handed_end.load(std::memory_order_relaxed), handed, s->elem_size);
-    if (s->start_mul != start_test_mul(s->elem_size)) return r.fail("span %p: object-start multiplier is not its class's", (void*)s->base);
-    // Only a live sample may hold the fast path's multiplier at 0. (Read
-    // without the recorder's lock: a sample taken or freed meanwhile may leave
-    // either value, never a third.)
-    if (const std::uint64_t m = s->free_start_mul.load(std::memory_order_relaxed); m != s->start_mul && m != 0)
-        return r.fail("span %p: the free path's object-start multiplier is neither its class's nor 0", (void*)s->base);
+    const std::uint64_t handed = s->handed.load(std::memory_order_relaxed);
+    if (handed > s->nelems) return r.fail("span %p: %llu objects handed out of %u", (void*)s->base, (unsigned long long)handed, s->nelems);
+    if (s->start_inv != class_span_shapes[c].start_inv || s->start_shift != class_span_shapes[c].start_shift)
+        return r.fail("span %p: object-start test is not its class's", (void*)s->base);
+    // Only a live sample may move the fast path's base. (Read without the
+    // recorder's lock: a sample taken or freed meanwhile may leave either
+    // value, never a third.)
+    if (const std::uintptr_t b = s->free_base.load(std::memory_order_relaxed); b != s->base && b != s->base + 1)
+        return r.fail("span %p: the free path's base is neither the span's nor one past it", (void*)s->base);
     for (std::size_t i = handed; i < s->nelems; ++i)
         if (!((s->free_bits[i / 64] >> (i % 64)) & 1)) return r.fail("span %p: object %zu is out but was never handed out", (void*)s->base, i);
     // allocated + free == objects, with allocated = nelems - nfree held by caches or the program.

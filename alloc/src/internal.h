@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 
@@ -250,6 +251,43 @@ inline void bump(std::atomic<T>& c, T by = 1) noexcept {
     c.store(c.load(std::memory_order_relaxed) + by, std::memory_order_relaxed);
 }
 
+// bump's subtract for a signed counter, saying whether it went below zero:
+// on x86-64 one subtract to memory, whose sign flag is the answer.
+inline bool subtract_below_zero(std::atomic<std::int64_t>& c, std::int64_t by) noexcept {
+#if defined(__x86_64__) && !defined(SPANMAP_TSAN)
+    bool negative;
+    asm volatile("subq %2, %0" : "+m"(c), "=@ccs"(negative) : "er"(by));
+    return negative;
+#else
+    const std::int64_t left = c.load(std::memory_order_relaxed) - by;
+    c.store(left, std::memory_order_relaxed);
+    return left < 0;
+#endif
+}
+
+// Relaxed loads that feed one instruction. GCC emits every atomic load as a
+// mov of its own, never as the memory operand of the instruction that uses
+// it; on free's fast path that cost two instructions and two registers.
+// On x86-64 an aligned 8-byte memory operand is read in one access, as the
+// atomic load is. Under ThreadSanitizer, and elsewhere, the atomic load.
+inline std::uint64_t minus_relaxed(std::uint64_t x, const std::atomic<std::uint64_t>& a) noexcept {
+#if defined(__x86_64__) && !defined(SPANMAP_TSAN)
+    asm("subq %1, %0" : "+r"(x) : "m"(a));
+    return x;
+#else
+    return x - a.load(std::memory_order_relaxed);
+#endif
+}
+inline bool below_relaxed(std::uint64_t x, const std::atomic<std::uint64_t>& a) noexcept {
+#if defined(__x86_64__) && !defined(SPANMAP_TSAN)
+    bool below;
+    asm("cmpq %2, %1" : "=@ccb"(below) : "r"(x), "m"(a));
+    return below;
+#else
+    return x < a.load(std::memory_order_relaxed);
+#endif
+}
+
 // --- spans -------------------------------------------------------------------
 
 // A span's life, changed only through set_state(), which checks the edge:
@@ -269,25 +307,38 @@ enum class span_list_id : std::uint8_t { none, partial, full };
 
 struct mspan {
     std::uintptr_t base;     // first byte; a multiple of page_size
-    // The free path's two range tests, kept beside base so that one line
-    // serves them: `start_mul` makes the object-start test a multiply and a
-    // compare (see is_multiple_of_elem), and `handed_end` is `handed` in
-    // bytes from base, so neither test needs the object's index. Small spans
-    // only; handed_end is written with handed, under mcentral's lock.
-    std::uint64_t start_mul;
-    // The multiplier the free fast path tests with: start_mul, or 0 while the
-    // span has a live sample (live_samples != 0). With 0 no offset passes the
-    // test, so every free of the span leaves the fast path for the checked
-    // one, which looks up the object's sampled bit: the fast path pays no
-    // test of its own for the profiler. Written with live_samples, under the
-    // recorder's lock (sampler.cpp), and at the span's set-up.
-    std::atomic<std::uint64_t> free_start_mul;
-    std::atomic<std::uint32_t> handed_end;
+    // What free's fast path reads of a small span, in the record's first
+    // line with base. The object-start test takes no division (start_index):
+    // the offset times `start_inv`, rotated right by `start_shift`, is the
+    // object's index where an object starts and a number past every span's
+    // objects anywhere else, so one compare against `handed` tests the
+    // address and the index together.
+    //   `free_base` is the base the fast path measures from: base, or base + 1
+    // while the span has a live sample (live_samples != 0). From base + 1 no
+    // address is an object start, so every free of the span leaves the fast
+    // path for the checked one, which looks up the object's sampled bit: the
+    // fast path pays no test of its own for the profiler. Written with
+    // live_samples, under the recorder's lock (sampler.cpp), and at the
+    // span's set-up.
+    std::atomic<std::uint64_t> free_base;
+    std::uint64_t start_inv;  // the inverse, modulo 2^64, of elem_size's odd part
+    // Objects [0, handed) have been handed out of the span at least once;
+    // the rest never were. mcentral hands out the lowest free index first, so
+    // this only grows while the span lives, and every object below it that is
+    // free again carries the free mark (it went through a cache). Written
+    // under mcentral's lock; the free path reads it without the lock: an
+    // object at or past it was never handed out, and its free is invalid — so
+    // no object of a span is accepted by free unless it is below `handed` and
+    // unmarked. Zero in a fresh span (span_pool::get), and so in every large
+    // span, whose free never passes the fast path's test. handed <= nelems;
+    // 64 bits wide, as the fast path compares it with a 64-bit index.
+    std::atomic<std::uint64_t> handed;
     std::uint32_t npages;
     std::uint32_t elem_size;  // class size; 0 for a large span
     std::uint32_t nelems;     // objects carved from the span (1 for large)
     std::uint32_t div_mul;    // (offset * div_mul) >> 32 == offset / elem_size
     std::uint8_t size_class;  // 0 for large
+    std::uint8_t start_shift;  // log2 of elem_size's largest power-of-two factor
     span_state state;
     span_list_id list;
     bool needzero;  // some page may hold old data (fresh pages are zero)
@@ -299,7 +350,7 @@ struct mspan {
     std::uint32_t parked_tick;  // the heap's tick when it was parked (or cached: heap.h)
     // Objects of this span that the heap profiler sampled and that are not yet
     // freed: the checked free path tests it (the fast path tests
-    // free_start_mul instead, which is 0 while this is non-zero), and only
+    // free_base instead, which is base + 1 while this is non-zero), and only
     // when it is non-zero looks up the object's bit in sampled_bits; a set bit
     // sends the free to sampled_free(). Both change by atomic read-modify-write
     // (two objects of a span may be sampled or freed at once) and are read
@@ -314,15 +365,6 @@ struct mspan {
     //   nelems - nfree objects are out: in thread caches or with the program.
     std::uint32_t nfree;
     std::uint32_t scan_word;  // no set bit in free_bits below this word
-    // Objects [0, handed) have been handed out of the span at least once;
-    // the rest never were. mcentral hands out the lowest free index first, so
-    // this only grows while the span lives, and every object below it that is
-    // free again carries the free mark (it went through a cache). The free
-    // path reads it without the lock: an object at or past it was never
-    // handed out, and its free is invalid — so no object of a span is
-    // accepted by free unless it is below `handed` and unmarked. Zero in a
-    // fresh span (span_pool::get). handed <= nelems.
-    std::atomic<std::uint32_t> handed;
     mspan* next;              // mcentral list (or the span pool's free list)
     mspan* prev;
     // 1 = object free in the span. mcentral writes it through atomic_ref, and
@@ -342,31 +384,43 @@ struct mspan {
 
 void set_state(mspan* s, span_state to) noexcept;
 
-// The multiplier of the exact-division test below (Lemire, Kaser and Kurz,
-// "Faster remainder by direct computation", 2019): for every 32-bit n,
-// n is a multiple of d exactly when n * start_test_mul(d), modulo 2^64, is
-// below start_test_mul(d).
-constexpr std::uint64_t start_test_mul(std::uint32_t d) { return ~std::uint64_t{0} / d + 1; }
+// The object-start test: an exact division by a multiply and a rotate
+// (Granlund and Montgomery, "Division by invariant integers using
+// multiplication", 1994, section 9). A class size d is o * 2^t with o odd;
+// let inv be o's inverse modulo 2^64. When d divides off, off * inv is
+// (off / d) * 2^t exactly, and rotating it right by t gives off / d. When it
+// does not, either o does not divide off, and the product is above
+// (2^64 - 1) / o, or one of the product's t low bits is set, and the rotate
+// moves it to the top: either way the result is above (2^64 - 1) / d, far
+// past the most objects a span holds. So `start_index(off) < n` says at once
+// that an object starts at off and that its index is below n, for every
+// 64-bit off (an address below the span's base wraps to a large one).
+inline std::uint64_t start_index(std::uintptr_t off, std::uint64_t inv, unsigned shift) noexcept {
+    return std::rotr(static_cast<std::uint64_t>(off) * inv, static_cast<int>(shift));
+}
+constexpr std::uint64_t odd_inverse(std::uint64_t o) {
+    std::uint64_t x = o;  // right in 3 bits for any odd o; each step doubles them
+    for (int i = 0; i < 5; ++i) x *= 2 - o * x;
+    return x;
+}
 
 // Per class, what a new span of the class needs, computed at compile time:
 // a span is made on every mcentral miss, and a 64-bit division costs tens of
 // cycles.
 struct class_span_shape {
-    std::uint64_t start_mul;  // start_test_mul(class size)
-    std::uint32_t nelems;     // objects in a span of the class
+    std::uint64_t start_inv;   // odd_inverse of the class size's odd part
+    std::uint8_t start_shift;  // the class size's trailing zero bits
+    std::uint32_t nelems;      // objects in a span of the class
 };
 inline constexpr auto class_span_shapes = [] {
     std::array<class_span_shape, num_classes> t{};
-    for (unsigned c = 1; c < num_classes; ++c)
-        t[c] = {start_test_mul(sc::class_size[c]), static_cast<std::uint32_t>(sc::class_pages[c] * page_size / sc::class_size[c])};
+    for (unsigned c = 1; c < num_classes; ++c) {
+        const std::uint32_t d = sc::class_size[c];
+        const auto shift = static_cast<std::uint8_t>(std::countr_zero(d));
+        t[c] = {odd_inverse(d >> shift), shift, static_cast<std::uint32_t>(sc::class_pages[c] * page_size / d)};
+    }
     return t;
 }();
-
-// Whether the offset off, below 2^32, is where an object of small span s
-// starts: one multiply and one compare, and no index.
-inline bool is_multiple_of_elem(const mspan* s, std::uintptr_t off) noexcept {
-    return off * s->start_mul < s->start_mul;
-}
 
 // The index of the object at addr in s (0 for a large span's one object).
 inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept {
@@ -375,15 +429,13 @@ inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept 
 
 // Whether addr, inside small span s, is where one of its objects starts.
 inline bool is_object_start(const mspan* s, std::uintptr_t addr) noexcept {
-    const std::uintptr_t off = addr - s->base;
-    return off < std::uintptr_t{s->nelems} * s->elem_size && is_multiple_of_elem(s, off);
+    return start_index(addr - s->base, s->start_inv, s->start_shift) < s->nelems;
 }
 
 // Whether addr, inside small span s, starts an object that was handed out at
 // least once (see mspan::handed).
 inline bool is_handed_object_start(const mspan* s, std::uintptr_t addr) noexcept {
-    const std::uintptr_t off = addr - s->base;
-    return off < s->handed_end.load(std::memory_order_relaxed) && is_multiple_of_elem(s, off);
+    return start_index(addr - s->base, s->start_inv, s->start_shift) < s->handed.load(std::memory_order_relaxed);
 }
 
 // --- arenas and the page map -------------------------------------------------

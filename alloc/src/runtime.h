@@ -41,11 +41,6 @@ struct global_state {
     mcentral central[num_classes];
     transfer_cache transfer[num_classes];
     large_cache large;
-    // The free mark's keys (fastpath.h): xor_key has its low 4 bits set, so
-    // no object address (16-byte aligned, or 8 for the 8- and 24-byte
-    // classes) xors to zero; mul_key is odd.
-    std::uint64_t free_key_xor = 0;
-    std::uint64_t free_key_mul = 0;
     pthread_key_t exit_key = 0;
     std::atomic<int> init_state{0};  // 0: not yet, 2: done
     mutex init_lock;
@@ -63,6 +58,13 @@ struct global_state {
     std::atomic<std::uint64_t> retired_nfree[num_classes] = {};
 };
 extern constinit global_state g;
+// The free mark's keys (fastpath.h), drawn once at initialisation: the xor
+// key has its low 4 bits set, so no object address (16-byte aligned, or 8
+// for the 8- and 24-byte classes) xors to zero; the multiplier is odd. Two
+// variables of their own, not members of g: free's fast path then reads
+// each with one instruction, not after an address of g's.
+extern constinit std::uint64_t free_key_xor __attribute__((visibility("hidden")));
+extern constinit std::uint64_t free_key_mul __attribute__((visibility("hidden")));
 
 void init_slow() noexcept;
 // Every mcentral (in class order), every transfer tier, the large cache,

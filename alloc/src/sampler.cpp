@@ -203,9 +203,9 @@ void mark(void* p) noexcept {
     const std::uint16_t live = s->live_samples.load(std::memory_order_relaxed);
     s->live_samples.store(static_cast<std::uint16_t>(live + 1), std::memory_order_relaxed);
     // From now on every free of s takes the checked path (see
-    // mspan::free_start_mul). p's freer sees this as it sees the bit: both
-    // are written before p is returned.
-    if (live == 0 && s->size_class != 0) s->free_start_mul.store(0, std::memory_order_relaxed);
+    // mspan::free_base). p's freer sees this as it sees the bit: both are
+    // written before p is returned.
+    if (live == 0 && s->size_class != 0) s->free_base.store(s->base + 1, std::memory_order_relaxed);
     flip_sampled_bit(s, p);
 }
 
@@ -216,7 +216,7 @@ void unmark(void* p) noexcept {
     const std::uint16_t live = s->live_samples.load(std::memory_order_relaxed);
     s->live_samples.store(static_cast<std::uint16_t>(live - 1), std::memory_order_relaxed);
     // The span's last sample: its frees may take the fast path again.
-    if (live == 1 && s->size_class != 0) s->free_start_mul.store(s->start_mul, std::memory_order_relaxed);
+    if (live == 1 && s->size_class != 0) s->free_base.store(s->base, std::memory_order_relaxed);
     flip_sampled_bit(s, p);
 }
 

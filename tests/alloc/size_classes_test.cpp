@@ -128,23 +128,43 @@ TEST(SizeClasses, DivMagicIsExactOverTheWholeSpan) {
     }
 }
 
-// free's object-start test is a multiply and a compare (is_multiple_of_elem);
-// it must agree with the remainder at every offset a span of the class has.
-TEST(SizeClasses, ObjectStartTestMatchesTheRemainderOverTheWholeSpan) {
+// free's object-start test is a multiply and a rotate (start_index): the
+// object's index where an object starts, and past every span's objects
+// anywhere else. It must agree with the division at every offset a span of
+// the class has, and fail for every offset outside the span, below its base
+// (a wrapped difference) as well as above.
+TEST(SizeClasses, ObjectStartIndexMatchesTheDivisionOverTheWholeSpan) {
+    namespace d = spanmap::detail;
+    // Past the most objects any span holds: what a non-start must exceed.
+    constexpr std::uint64_t kBeyond = std::uint64_t{1} << 32;
+    const auto index = [](int c, std::uint64_t off) {
+        return d::start_index(off, d::class_span_shapes[c].start_inv, d::class_span_shapes[c].start_shift);
+    };
     for (int c = 1; c < sc::num_classes; ++c) {
-        const std::uint32_t size = sc::class_size[c];
-        const std::uint64_t mul = spanmap::detail::start_test_mul(size);
+        const std::uint64_t size = sc::class_size[c];
+        ASSERT_EQ(size >> d::class_span_shapes[c].start_shift << d::class_span_shapes[c].start_shift, size) << "class " << c;
+        ASSERT_EQ((size >> d::class_span_shapes[c].start_shift) % 2, 1u) << "class " << c;
+        ASSERT_EQ((size >> d::class_span_shapes[c].start_shift) * d::class_span_shapes[c].start_inv, 1u) << "class " << c;
         const std::uint64_t span = sc::class_pages[c] * kPage;
-        for (std::uint64_t off = 0; off <= span; ++off)
-            ASSERT_EQ(off * mul < mul, off % size == 0) << "class " << c << " offset " << off;
+        for (std::uint64_t off = 0; off <= span; ++off) {
+            const std::uint64_t i = index(c, off);
+            if (off % size == 0)
+                ASSERT_EQ(i, off / size) << "class " << c << " offset " << off;
+            else
+                ASSERT_GE(i, kBeyond) << "class " << c << " offset " << off;
+        }
+        // Below the base: every offset of the span before it, wrapped.
+        for (std::uint64_t back = 1; back <= span; ++back)
+            ASSERT_GE(index(c, 0 - back), kBeyond) << "class " << c << " offset -" << back;
     }
-    // And across the whole 32-bit range for the odd-sized classes, where a
-    // wrong multiplier would show first.
-    for (const std::uint32_t size : {48u, 80u, 112u, 144u, 176u, 208u, 240u, 288u, 352u, 416u, 448u, 480u, 576u}) {
-        const std::uint64_t mul = spanmap::detail::start_test_mul(size);
-        for (std::uint64_t k = 1; k * size + 1 < (std::uint64_t{1} << 32); k += 997)
-            for (const std::uint64_t off : {k * size - 1, k * size, k * size + 1})
-                ASSERT_EQ(off * mul < mul, off % size == 0) << "size " << size << " offset " << off;
+    // And across the whole 64-bit range for the classes with an odd factor,
+    // where a wrong inverse would show first.
+    for (int c = 1; c < sc::num_classes; ++c) {
+        const std::uint64_t size = sc::class_size[c];
+        if ((size & (size - 1)) == 0) continue;
+        for (std::uint64_t k = 1; k < (std::uint64_t{1} << 40); k = k * 3 + 1)
+            for (const std::uint64_t off : {k * size - 1, k * size, k * size + 1, k * size + 8})
+                ASSERT_EQ(index(c, off) < kBeyond, off % size == 0 && off / size < kBeyond) << "size " << size << " offset " << off;
     }
 }
 
