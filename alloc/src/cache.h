@@ -188,20 +188,6 @@ public:
     T load(std::memory_order order) const noexcept { return std::atomic_ref<T>(const_cast<T&>(value_)).load(order); }
     void store(T v, std::memory_order order) noexcept { std::atomic_ref<T>(value_).store(v, order); }
     T owner_read() const noexcept { return value_; }
-    // The owner's store of owner_read() + 1, with release order: on x86-64
-    // one add to memory (an aligned add without a lock prefix is a load and a
-    // store, and its store is ordered after the earlier ones as any store
-    // is), where the portable form takes the register holding the old value
-    // and two instructions more. The memory clobber keeps the compiler from
-    // moving earlier stores past it, as the release store would.
-    void owner_increment() noexcept {
-#if defined(__x86_64__) && !defined(SPANMAP_TSAN)
-        asm volatile("add %1, %0" : "+m"(value_) : "i"(1) : "memory");
-#else
-        store(value_ + 1, std::memory_order_release);
-#endif
-    }
-
 private:
     alignas(std::atomic_ref<T>::required_alignment) T value_{};
 };
