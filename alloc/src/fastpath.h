@@ -215,6 +215,17 @@ inline constexpr auto malloc_size_to_bin8 = [] {
 }();
 inline constexpr auto malloc_size_to_bin128 = bin_offsets(sc::size_to_class128);
 static_assert(num_classes * sizeof(cache_bin) <= 0xffff, "a bin offset fits 16 bits");
+// spanmap::allocate's, for sizes up to small_size_max: size_class_aligned's
+// classes for an alignment of at most 8 (Go's table, which has no class for
+// size 0: offset 0, the slow path) and of 16 (malloc's, from 16 bytes up).
+// Above small_size_max every class is a multiple of 128, and
+// malloc_size_to_bin128 serves both.
+inline constexpr auto aligned8_size_to_bin8 = bin_offsets(sc::size_to_class8);
+inline constexpr auto aligned16_size_to_bin8 = [] {
+    std::uint8_t classes[std::size(malloc_size_to_class8)];
+    for (std::size_t i = 0; i < std::size(classes); ++i) classes[i] = malloc_size_to_class8[i < 2 ? 2 : i];
+    return bin_offsets(classes);
+}();
 
 // malloc: the pop is inline and everything else a tail call, so the common
 // case saves no registers (errno's handling would otherwise cost every call).
