@@ -164,7 +164,7 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
     }
     const std::size_t page = (addr >> page_shift) & (pages_per_arena - 1);
     // A free page has no span.
-    const std::size_t c = a->page_class[page].load(std::memory_order_relaxed);
+    const std::size_t c = byte_relaxed(a->page_class[page]);
     const mspan* s = a->spans[page].load(std::memory_order_relaxed);
     if (__builtin_expect(s == nullptr, 0)) return false;
     // Class 0 (a large span's page) needs no test of its own: a large span's

@@ -278,6 +278,17 @@ inline std::uint64_t minus_relaxed(std::uint64_t x, const std::atomic<std::uint6
     return x - a.load(std::memory_order_relaxed);
 #endif
 }
+// A byte, zero-extended to a word: GCC loads an atomic byte into a 32-bit
+// register and then extends it again where it is used as an index.
+inline std::size_t byte_relaxed(const std::atomic<std::uint8_t>& a) noexcept {
+#if defined(__x86_64__) && !defined(SPANMAP_TSAN)
+    std::size_t v;
+    asm("movzbl %1, %k0" : "=r"(v) : "m"(a));
+    return v;
+#else
+    return a.load(std::memory_order_relaxed);
+#endif
+}
 inline bool below_relaxed(std::uint64_t x, const std::atomic<std::uint64_t>& a) noexcept {
 #if defined(__x86_64__) && !defined(SPANMAP_TSAN)
     bool below;
