@@ -38,7 +38,7 @@ namespace spanmap::detail {
 // ASCII text). The byte free's fast path compares (has_mark_tag) holds the
 // product's best-mixed bits.
 inline std::uintptr_t free_mark(std::uintptr_t p) noexcept {
-    return ((p ^ free_key_xor) * free_key_mul) >> 2 | std::uintptr_t{1} << 63;
+    return ((p ^ free_key.xor_key) * free_key.mul_key) >> 2 | std::uintptr_t{1} << 63;
 }
 // The one byte of the mark that free's fast path reads: the mark's top byte,
 // wherever the byte order puts it. An 8-byte load of a word that the program

@@ -8,8 +8,7 @@
 namespace spanmap::detail {
 
 constinit global_state g;
-constinit std::uint64_t free_key_xor = 0;
-constinit std::uint64_t free_key_mul = 0;
+constinit free_keys free_key{};
 
 namespace {
 
@@ -78,8 +77,8 @@ void init_slow() noexcept {
             g.transfer[c].init(&transfer_storage[slot], class_transfer_slots(c), bin_batch(c));
             slot += class_transfer_slots(c);
         }
-        free_key_xor = os_random() | 15;
-        free_key_mul = os_random() | 1;
+        free_key.xor_key = os_random() | 15;
+        free_key.mul_key = os_random() | 1;
         if (pthread_key_create(&g.exit_key, cache_thread_exit) != 0)
             fatal("init", nullptr, "no pthread key left for thread-exit cleanup");
         read_conf();

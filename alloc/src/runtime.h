@@ -60,11 +60,15 @@ struct global_state {
 extern constinit global_state g;
 // The free mark's keys (fastpath.h), drawn once at initialisation: the xor
 // key has its low 4 bits set, so no object address (16-byte aligned, or 8
-// for the 8- and 24-byte classes) xors to zero; the multiplier is odd. Two
-// variables of their own, not members of g: free's fast path then reads
-// each with one instruction, not after an address of g's.
-extern constinit std::uint64_t free_key_xor __attribute__((visibility("hidden")));
-extern constinit std::uint64_t free_key_mul __attribute__((visibility("hidden")));
+// for the 8- and 24-byte classes) xors to zero; the multiplier is odd. Not
+// members of g: free's fast path then reads each with one instruction, not
+// after an address of g's. A cache line of their own, which nothing writes
+// after initialisation, so that every thread's free keeps it.
+struct alignas(64) free_keys {
+    std::uint64_t xor_key;
+    std::uint64_t mul_key;
+};
+extern constinit free_keys free_key __attribute__((visibility("hidden")));
 
 void init_slow() noexcept;
 // Every mcentral (in class order), every transfer tier, the large cache,
