@@ -89,24 +89,23 @@ inline void mark_and_push(cache_bin& b, std::size_t n, void* p, std::uintptr_t m
 // countdown. Profiling on or off, this is the fast path's whole cost of the
 // profiler: a load of the size the bin keeps, a subtract from the countdown
 // in memory and a branch on its sign, taken once per sample (or per
-// countdown_off bytes when off). The
-// class is the bin's place in the cache, worked out on the sampling path
-// alone, so the fast path keeps no register for it.
+// countdown_off bytes when off). The class is the bin's place in the cache,
+// worked out on the sampling path alone, so the fast path keeps no register
+// for it.
 SPANMAP_INLINE_ALLOC_PATH void* count_for_profile(mcache* mc, const cache_bin& b, void* p) noexcept {
     if (__builtin_expect(subtract_below_zero(mc->prof.bytes_until_sample, b.size), 0))
         return sample_small(mc, p, static_cast<unsigned>(&b - mc->bins));
     return p;
 }
 
-// An object of class c from the thread's bin, or, when that takes more than
+// An object from the thread's bin at byte offset `offset` in its cache front
+// (the class times sizeof(cache_bin), which malloc's tables hold ready: one
+// shift fewer between the size and the bin), or, when that takes more than
 // a pop (no cache yet, an empty bin), what slow() returns. Both ends are
 // tail calls, so a caller whose slow path needs its arguments again keeps
 // them in registers it need not save.
 // Throws only what slow() throws (spanmap::allocate's and operator new's
 // std::bad_alloc).
-// alloc_bin_or takes the bin as its byte offset in the cache front
-// (c * sizeof(cache_bin)), which malloc's tables hold ready: one shift fewer
-// between the size and the bin.
 template <class Slow>
 SPANMAP_INLINE_ALLOC_PATH void* alloc_bin_or(std::size_t offset, Slow slow) noexcept(noexcept(slow())) {
     cache_front* f = tls_cache;  // never null (see cache_states)
@@ -116,6 +115,7 @@ SPANMAP_INLINE_ALLOC_PATH void* alloc_bin_or(std::size_t offset, Slow slow) noex
     if (__builtin_expect(n != 0, 1)) return count_for_profile(static_cast<mcache*>(f), b, bin_pop(b, n, offset / sizeof(cache_bin)));
     return slow();
 }
+// The same, for class c.
 template <class Slow>
 SPANMAP_INLINE_ALLOC_PATH void* alloc_small_or(std::size_t c, Slow slow) noexcept(noexcept(slow())) {
     return alloc_bin_or(c * sizeof(cache_bin), slow);

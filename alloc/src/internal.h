@@ -322,11 +322,11 @@ struct mspan {
     // to start_shift, 25 bytes together, so that they seldom straddle two
     // cache lines (start_shift further down, past the first 64 bytes of some
     // records, made random frees of 1 KiB objects 5% slower). The
-    // object-start test takes no division (start_index):
-    // the offset times `start_inv`, rotated right by `start_shift`, is the
-    // object's index where an object starts and a number past every span's
-    // objects anywhere else, so one compare against `handed` tests the
-    // address and the index together.
+    // object-start test takes no division (start_index): the offset times
+    // `start_inv`, rotated right by `start_shift`, is the object's index
+    // where an object starts and a number past every span's objects
+    // anywhere else, so one compare against `handed` tests the address and
+    // the index together.
     //   `free_base` is the base the fast path measures from: base, or base + 1
     // while the span has a live sample (live_samples != 0). From base + 1 no
     // address is an object start, so every free of the span leaves the fast
