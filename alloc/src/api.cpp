@@ -334,9 +334,8 @@ SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* allocate_slow(std::size_t siz
 // The common request, a small size at an alignment of at most 16 (what
 // spanmap::allocator asks for its T, and the default), pops its bin as malloc
 // does; everything else, an empty bin and every failure (and its throw) are
-// allocate_slow's, a tail call.
-// As malloc_fast_or, for alignments up to 16 (size_class_aligned's first
-// two cases, from tables of bin offsets); the rest take the slow path.
+// allocate_slow's, a tail call. The bin comes from tables of bin offsets, as
+// malloc_fast_or's (size_class_aligned's first two cases).
 SPANMAP_ALLOC_TEXT void* allocate(std::size_t size, std::size_t alignment) {
     const auto slow = [size, alignment] { return detail::allocate_slow(size, alignment); };
     if (__builtin_expect(alignment - 1 < 16 && (alignment & (alignment - 1)) == 0, 1)) {

@@ -188,6 +188,7 @@ public:
     T load(std::memory_order order) const noexcept { return std::atomic_ref<T>(const_cast<T&>(value_)).load(order); }
     void store(T v, std::memory_order order) noexcept { std::atomic_ref<T>(value_).store(v, order); }
     T owner_read() const noexcept { return value_; }
+
 private:
     alignas(std::atomic_ref<T>::required_alignment) T value_{};
 };

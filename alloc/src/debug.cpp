@@ -122,8 +122,8 @@ bool check_span(report& r, const mspan* s, unsigned c, span_list_id list) {
     // Only a live sample may move the fast path's base. (Read without the
     // recorder's lock: a sample taken or freed meanwhile may leave either
     // value, never a third.)
-    if (const std::uintptr_t b = s->free_base.load(std::memory_order_relaxed); b != s->base && b != s->base + 1)
-        return r.fail("span %p: the free path's base is neither the span's nor one past it", (void*)s->base);
+    if (const std::uintptr_t b = s->free_base.load(std::memory_order_relaxed); b != s->base && b != free_base_while_sampled(s))
+        return r.fail("span %p: the free path's base is neither the span's base nor its end", (void*)s->base);
     for (std::size_t i = handed; i < s->nelems; ++i)
         if (!((s->free_bits[i / 64] >> (i % 64)) & 1)) return r.fail("span %p: object %zu is out but was never handed out", (void*)s->base, i);
     // allocated + free == objects, with allocated = nelems - nfree held by caches or the program.

@@ -172,7 +172,7 @@ __attribute__((always_inline)) inline bool free_fast(void* ptr, std::size_t size
     // room (its cap is 0) either.
     static_assert(bin_start_cap(0) == 0 && bin_max_cap(0) == 0, "bin 0 never takes an object");
     const std::uintptr_t mark = free_mark(addr);
-    // The object-start test (start_index) from free_base, one past the base
+    // The object-start test (start_index) from free_base, the span's end
     // while the span has a live sample: then no address passes, and the
     // checked path frees the sample.
     const std::uint64_t idx = start_index(minus_relaxed(addr, s->free_base), s->start_inv, s->start_shift);
@@ -201,31 +201,27 @@ SPANMAP_HIDDEN __attribute__((noinline)) void free_slow(void* ptr, std::size_t s
 SPANMAP_HIDDEN void free_release(void* ptr, std::size_t size) noexcept;
 
 // malloc's two tables (size_class_malloc's) with each class's bin offset in
-// the cache front in place of the class.
-template <std::size_t N>
-constexpr std::array<std::uint16_t, N> bin_offsets(const std::uint8_t (&classes)[N]) {
+// the cache front in place of the class: entry i is class_of(i)'s.
+template <std::size_t N, class ClassOf>
+constexpr std::array<std::uint16_t, N> bin_offsets(ClassOf class_of) {
     std::array<std::uint16_t, N> t{};
-    for (std::size_t i = 0; i < N; ++i) t[i] = static_cast<std::uint16_t>(classes[i] * sizeof(cache_bin));
+    for (std::size_t i = 0; i < N; ++i) t[i] = static_cast<std::uint16_t>(class_of(i) * sizeof(cache_bin));
     return t;
 }
-inline constexpr auto malloc_size_to_bin8 = [] {
-    std::uint8_t classes[std::size(malloc_size_to_class8)];
-    std::ranges::copy(malloc_size_to_class8, classes);
-    return bin_offsets(classes);
-}();
-inline constexpr auto malloc_size_to_bin128 = bin_offsets(sc::size_to_class128);
+inline constexpr auto malloc_size_to_bin8 =
+    bin_offsets<std::size(malloc_size_to_class8)>([](std::size_t i) { return malloc_size_to_class8[i]; });
+inline constexpr auto malloc_size_to_bin128 =
+    bin_offsets<std::size(sc::size_to_class128)>([](std::size_t i) { return sc::size_to_class128[i]; });
 static_assert(num_classes * sizeof(cache_bin) <= 0xffff, "a bin offset fits 16 bits");
 // spanmap::allocate's, for sizes up to small_size_max: size_class_aligned's
 // classes for an alignment of at most 8 (Go's table, which has no class for
 // size 0: offset 0, the slow path) and of 16 (malloc's, from 16 bytes up).
 // Above small_size_max every class is a multiple of 128, and
 // malloc_size_to_bin128 serves both.
-inline constexpr auto aligned8_size_to_bin8 = bin_offsets(sc::size_to_class8);
-inline constexpr auto aligned16_size_to_bin8 = [] {
-    std::uint8_t classes[std::size(malloc_size_to_class8)];
-    for (std::size_t i = 0; i < std::size(classes); ++i) classes[i] = malloc_size_to_class8[i < 2 ? 2 : i];
-    return bin_offsets(classes);
-}();
+inline constexpr auto aligned8_size_to_bin8 =
+    bin_offsets<std::size(sc::size_to_class8)>([](std::size_t i) { return sc::size_to_class8[i]; });
+inline constexpr auto aligned16_size_to_bin8 =
+    bin_offsets<std::size(malloc_size_to_class8)>([](std::size_t i) { return malloc_size_to_class8[i < 2 ? 2 : i]; });
 
 // malloc: the pop is inline and everything else a tail call, so the common
 // case saves no registers (errno's handling would otherwise cost every call).

@@ -327,13 +327,13 @@ struct mspan {
     // where an object starts and a number past every span's objects
     // anywhere else, so one compare against `handed` tests the address and
     // the index together.
-    //   `free_base` is the base the fast path measures from: base, or base + 1
-    // while the span has a live sample (live_samples != 0). From base + 1 no
-    // address is an object start, so every free of the span leaves the fast
-    // path for the checked one, which looks up the object's sampled bit: the
-    // fast path pays no test of its own for the profiler. Written with
-    // live_samples, under the recorder's lock (sampler.cpp), and at the
-    // span's set-up.
+    //   `free_base` is the base the fast path measures from: base, or the
+    // span's end while the span has a live sample (live_samples != 0,
+    // free_base_while_sampled). From the end no address of the span passes,
+    // so every free of the span leaves the fast path for the checked one,
+    // which looks up the object's sampled bit: the fast path pays no test of
+    // its own for the profiler. Written with live_samples, under the
+    // recorder's lock (sampler.cpp), and at the span's set-up.
     std::atomic<std::uint64_t> free_base;
     std::uint64_t start_inv;  // the inverse, modulo 2^64, of elem_size's odd part
     // Objects [0, handed) have been handed out of the span at least once;
@@ -364,7 +364,7 @@ struct mspan {
     std::uint32_t parked_tick;  // the heap's tick when it was parked (or cached: heap.h)
     // Objects of this span that the heap profiler sampled and that are not yet
     // freed: the checked free path tests it (the fast path tests
-    // free_base instead, which is base + 1 while this is non-zero), and only
+    // free_base instead, the span's end while this is non-zero), and only
     // when it is non-zero looks up the object's bit in sampled_bits; a set bit
     // sends the free to sampled_free(). Both change by atomic read-modify-write
     // (two objects of a span may be sampled or freed at once) and are read
@@ -435,6 +435,14 @@ inline constexpr auto class_span_shapes = [] {
     }
     return t;
 }();
+
+// mspan::free_base while the span has a live sample: the span's end. Every
+// address of the span lies below it, so its offset wraps to within the span's
+// size of 2^64, and no index start_index gives there is below any handed
+// count: every free of the span fails the test, whatever its address. (A
+// base shifted by less than the span's size would not do: base + 1 let
+// through the address one past each object.)
+inline std::uintptr_t free_base_while_sampled(const mspan* s) noexcept { return s->end(); }
 
 // The index of the object at addr in s (0 for a large span's one object).
 inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept {

@@ -205,7 +205,7 @@ void mark(void* p) noexcept {
     // From now on every free of s takes the checked path (see
     // mspan::free_base). p's freer sees this as it sees the bit: both are
     // written before p is returned.
-    if (live == 0 && s->size_class != 0) s->free_base.store(s->base + 1, std::memory_order_relaxed);
+    if (live == 0 && s->size_class != 0) s->free_base.store(free_base_while_sampled(s), std::memory_order_relaxed);
     flip_sampled_bit(s, p);
 }
 

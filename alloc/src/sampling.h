@@ -18,10 +18,10 @@
 //   large allocation  the same countdown on the (locked, slow) large path,
 //                     when the cache's `profiling` flag is set.
 //   free              nothing of its own: a span with a live sample has its
-//                     fast-path base (mspan::free_base) one byte past its
-//                     base, so the object-start test sends each of its frees
-//                     to the checked path, which tests the object's sampled
-//                     bit and calls sampled_free() when set.
+//                     fast-path base (mspan::free_base) at its end, so the
+//                     object-start test sends each of its frees to the
+//                     checked path, which tests the object's sampled bit and
+//                     calls sampled_free() when set.
 //
 // start/stop set the flag of every live cache under caches_lock (start sets
 // profiling_redraw: the owner draws its countdown afresh, at the new rate) and

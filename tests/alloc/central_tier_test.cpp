@@ -553,7 +553,6 @@ TEST(CentralTier, FullSpansAreFoundThroughThePageMap) {
         EXPECT_EQ(s->list, span_list_id::full);
         EXPECT_EQ(s->nfree, 0u);
         EXPECT_EQ(s->handed.load(), 1u);
-        
         EXPECT_EQ(s->free_bits[0], 0u);
     }
     EXPECT_TRUE(central_holds(t.m, c));

@@ -103,6 +103,27 @@ protected:
 
 char static_buffer[256];
 
+// While a span holds a live heap-profile sample, free's fast path sends all
+// its frees to the checked path (mspan::free_base); an address that is no
+// object's start is still stopped there, at every place in the span.
+TEST_F(AllocDeathTest, MisplacedFreeInASpanWithASampleStops) {
+    namespace d = spanmap::detail;
+    for (const std::size_t size : {16, 48, 256, 4096}) {
+        char* p = static_cast<char*>(spanmap_malloc(size));
+        ASSERT_NE(p, nullptr);
+        d::mspan* s = d::span_of(addr(p));
+        ASSERT_NE(s, nullptr);
+        // What the profiler's sampler writes when it samples an object of s.
+        s->free_base.store(d::free_base_while_sampled(s), std::memory_order_relaxed);
+        for (const std::size_t off : {std::size_t{1}, std::size_t{8}, size / 2}) {
+            char* bad = p + off;
+            EXPECT_DIES_NAMING(bad, spanmap_free(bad), kBadPointer) << size << " + " << off;
+        }
+        s->free_base.store(s->base, std::memory_order_relaxed);
+        spanmap_free(p);
+    }
+}
+
 TEST_F(AllocDeathTest, FreeOfStackAddress) {
     int local = 0;
     void* bad = &local;

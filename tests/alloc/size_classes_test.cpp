@@ -153,7 +153,9 @@ TEST(SizeClasses, ObjectStartIndexMatchesTheDivisionOverTheWholeSpan) {
             else
                 ASSERT_GE(i, kBeyond) << "class " << c << " offset " << off;
         }
-        // Below the base: every offset of the span before it, wrapped.
+        // Below the base: every offset of the span before it, wrapped. (So
+        // too every address of a span measured from its end, as free's fast
+        // path does while the span has a live sample: free_base_while_sampled.)
         for (std::uint64_t back = 1; back <= span; ++back)
             ASSERT_GE(index(c, 0 - back), kBeyond) << "class " << c << " offset -" << back;
     }
