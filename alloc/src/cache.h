@@ -207,11 +207,17 @@ struct cache_bin {
     // bumps it, a malloc only pops. The mallocs follow from what went
     // through the bin (bin_nmalloc), so a malloc costs no counter update.
     std::atomic<std::uint64_t> nfree;
-    // sc::class_size of the bin's class in a live cache (0 in the two empty
-    // fronts, cache_states, whose bins no pop reaches), as wide as the
-    // profiler's countdown: malloc subtracts it from the bin it has in hand,
-    // in one instruction, not from a table it would address first.
-    std::int64_t size;
+    // What free's object-start test needs of the class (start_index32): the
+    // inverse of the class size's odd part modulo 2^32, and its power of
+    // two. Here, in the line free reads anyway, rather than in a table of
+    // the classes that free would have to address first.
+    std::uint32_t start_inv;
+    // sc::class_size of the bin's class in a live cache (0, as the rest, in
+    // the two empty fronts, cache_states, whose bins no pop reaches): malloc
+    // subtracts it from the profiler's countdown from the bin it has in
+    // hand, not from a table it would address first.
+    std::uint16_t size;
+    std::uint8_t start_shift;
 };
 static_assert(sizeof(cache_bin) == 32, "a bin's offset is its class shifted by 5");
 

@@ -36,6 +36,17 @@ void span_list::remove(mspan* s) noexcept {
 
 namespace {
 
+// Raises s's handed count to k, in the span and in its pages' words for
+// free's fast path: an add to each word, since the profiler may be setting
+// or clearing its sampled bit at the same time, under another lock.
+void publish_handed(mspan* s, std::uint64_t k) noexcept {
+    const std::uint64_t was = s->handed.load(std::memory_order_relaxed);
+    if (k <= was) return;
+    s->handed.store(k, std::memory_order_relaxed);
+    const auto add = static_cast<std::uint32_t>(k - was) << free_check_handed_shift;
+    for_each_free_check(s, [add](std::atomic<std::uint32_t>& w) { w.fetch_add(add, std::memory_order_relaxed); });
+}
+
 // Moves every object of s, wholly free and of at most 64 objects (one word
 // of bits), into out[got..); returns the new got. A refill of a class of
 // one to four objects a span that asks for a span's worth or more takes its
@@ -50,7 +61,7 @@ inline std::size_t take_span(mspan* s, void** out, std::size_t got) noexcept {
     free_word(s, 0).store(0, std::memory_order_relaxed);
     s->nfree = 0;
     s->scan_word = 1;
-    if (s->handed.load(std::memory_order_relaxed) != k) s->handed.store(k, std::memory_order_relaxed);
+    publish_handed(s, k);
     return got + k;
 }
 
@@ -72,7 +83,7 @@ std::size_t take_some(mspan* s, void** out, std::size_t got, std::size_t n) noex
     s->scan_word = w;
     // The lowest free objects went first, so the newest is the highest.
     const auto newest = static_cast<std::uint32_t>(((reinterpret_cast<std::uintptr_t>(out[got - 1]) - s->base) * s->div_mul) >> 32);
-    if (newest >= s->handed.load(std::memory_order_relaxed)) s->handed.store(newest + 1, std::memory_order_relaxed);
+    publish_handed(s, newest + 1);
     return got;
 }
 

@@ -64,11 +64,12 @@ bool check_arenas(report& r, const mheap& h, std::size_t& pages_in_spans) {
             const bool is_free = (a->free_bits[pg / 64] >> (pg % 64)) & 1;
             const bool inflight = (a->inflight_bits[pg / 64] >> (pg % 64)) & 1;
             const unsigned cls = a->page_class[pg].load(std::memory_order_relaxed);
+            const std::uint32_t check = a->free_check[pg].load(std::memory_order_relaxed);
             if (large != nullptr && addr >= large->end()) large = nullptr;
             if (large != nullptr) {
                 // Inside a large block: no entry, no class, not free.
                 if (s != nullptr) return r.fail("page %p inside large span %p names a span", (void*)addr, (void*)large->base);
-                if (is_free || inflight || cls != 0 || pg >= a->reserved_pages)
+                if (is_free || inflight || cls != 0 || check != 0 || pg >= a->reserved_pages)
                     return r.fail("page %p inside large span %p is free, released or unreserved", (void*)addr, (void*)large->base);
                 if (pg >= a->zeroed_base) return r.fail("page %p in use above the arena's zeroed base", (void*)addr);
                 ++pages_in_spans;
@@ -81,8 +82,13 @@ bool check_arenas(report& r, const mheap& h, std::size_t& pages_in_spans) {
                 return r.fail("page %p: free bit and span entry disagree", (void*)addr);
             if (cls != (s != nullptr ? s->size_class : 0u))
                 return r.fail("page %p: page_class %u, its span's class %u", (void*)addr, cls, s != nullptr ? s->size_class : 0u);
+            // Only a small span's pages pass free's fast path.
+            if ((s == nullptr || s->size_class == 0) && check != 0)
+                return r.fail("page %p of no small span has a free-path word %#x", (void*)addr, check);
             if (s == nullptr) continue;
             ++pages_in_spans;
+            if (s->size_class != 0 && ((check ^ free_check_word(s->base, 0)) & free_check_offset_mask & ~free_check_sampled) != 0)
+                return r.fail("page %p: its free-path word puts span %p's base elsewhere", (void*)addr, (void*)s->base);
             if (addr < s->base || addr >= s->end()) return r.fail("page %p maps to span %p not covering it", (void*)addr, (void*)s->base);
             if (s->state == span_state::idle) return r.fail("page %p maps to an idle span", (void*)addr);
             if (pg >= a->zeroed_base) return r.fail("page %p in use above the arena's zeroed base", (void*)addr);
@@ -119,11 +125,14 @@ bool check_span(report& r, const mspan* s, unsigned c, span_list_id list) {
     if (handed > s->nelems) return r.fail("span %p: %llu objects handed out of %u", (void*)s->base, (unsigned long long)handed, s->nelems);
     if (s->start_inv != class_span_shapes[c].start_inv || s->start_shift != class_span_shapes[c].start_shift)
         return r.fail("span %p: object-start test is not its class's", (void*)s->base);
-    // Only a live sample may move the fast path's base. (Read without the
-    // recorder's lock: a sample taken or freed meanwhile may leave either
-    // value, never a third.)
-    if (const std::uintptr_t b = s->free_base.load(std::memory_order_relaxed); b != s->base && b != free_base_while_sampled(s))
-        return r.fail("span %p: the free path's base is neither the span's base nor its end", (void*)s->base);
+    // The free path's copy of the count, in every page's word. (The sampled
+    // bit is written under the recorder's lock, not held here: a sample
+    // taken or freed meanwhile may leave either value.)
+    bool copies_agree = true;
+    for_each_free_check(s, [&](const std::atomic<std::uint32_t>& w) {
+        copies_agree &= free_check_handed(w.load(std::memory_order_relaxed)) == handed;
+    });
+    if (!copies_agree) return r.fail("span %p: a page's free-path word has another handed count", (void*)s->base);
     for (std::size_t i = handed; i < s->nelems; ++i)
         if (!((s->free_bits[i / 64] >> (i % 64)) & 1)) return r.fail("span %p: object %zu is out but was never handed out", (void*)s->base, i);
     // allocated + free == objects, with allocated = nelems - nfree held by caches or the program.

@@ -347,8 +347,8 @@ namespace {
 
 // The OS pages wholly inside [from, to), zero again, back to the OS: their
 // page-map entries read as null and class 0 after madvise(MADV_DONTNEED), as
-// they do now. The page map costs 9 bytes per heap page, so a freed giant
-// object would otherwise keep 0.1% of its size resident for nothing.
+// they do now. The page map costs 13 bytes per heap page, so a freed giant
+// object would otherwise keep 0.16% of its size resident for nothing.
 void release_zeroed(const void* from, const void* to) noexcept {
     const auto os_page = static_cast<std::uintptr_t>(::getpagesize());
     const std::uintptr_t lo = (reinterpret_cast<std::uintptr_t>(from) + os_page - 1) & ~(os_page - 1);
@@ -364,6 +364,7 @@ void mheap::release_page_map(heap_arena* a, std::uint32_t lo, std::uint32_t hi) 
     if (hi - lo < 4096) return;
     release_zeroed(&a->spans[lo], &a->spans[hi]);
     release_zeroed(&a->page_class[lo], &a->page_class[hi]);
+    release_zeroed(&a->free_check[lo], &a->free_check[hi]);
 }
 
 namespace {
@@ -441,11 +442,15 @@ bool mheap::take_pages(std::uintptr_t first, std::size_t n, mspan* s, std::size_
     bool dirty = false;
     std::size_t reused = 0;
     for_each_arena_part(first, n, mapped, [&](heap_arena* a, std::uint32_t lo, std::uint32_t hi, std::uint32_t map_hi) {
-        // The span before the class: a free racing with this (of a pointer
-        // that is not out) never finds a class without a span.
+        // The span before the free path's word and the class: a free racing
+        // with this (of a pointer that is not out) never finds a class
+        // without a span.
         for (std::uint32_t i = lo; i < map_hi; ++i) a->spans[i].store(s, std::memory_order_relaxed);
-        if (cls != 0)
+        if (cls != 0) {
+            const std::uint32_t check = free_check_word(s->base, s->handed.load(std::memory_order_relaxed));
+            for (std::uint32_t i = lo; i < map_hi; ++i) a->free_check[i].store(check, std::memory_order_relaxed);
             for (std::uint32_t i = lo; i < map_hi; ++i) a->page_class[i].store(cls, std::memory_order_relaxed);
+        }
         // The bitmaps a word (64 pages) at a time: a large span costs one
         // store per page above, not a read-modify-write of three bitmaps.
         const auto take_word = [&](std::uint32_t w, std::uint64_t mask) {
@@ -472,8 +477,9 @@ bool mheap::take_pages(std::uintptr_t first, std::size_t n, mspan* s, std::size_
 void mheap::give_pages(std::uintptr_t first, std::size_t n, bool released, std::size_t mapped, std::uint32_t freed_at) noexcept {
     std::size_t newly_released = 0;
     for_each_arena_part(first, n, mapped, [&](heap_arena* a, std::uint32_t lo, std::uint32_t hi, std::uint32_t map_hi) {
-        // The class before the span (see take_pages).
+        // The class and the word before the span (see take_pages).
         for (std::uint32_t i = lo; i < map_hi; ++i) a->page_class[i].store(0, std::memory_order_relaxed);
+        for (std::uint32_t i = lo; i < map_hi; ++i) a->free_check[i].store(0, std::memory_order_relaxed);
         for (std::uint32_t i = lo; i < map_hi; ++i) a->spans[i].store(nullptr, std::memory_order_relaxed);
         for_each_word(lo, hi, [&](std::uint32_t w, std::uint64_t mask) {
             a->free_bits[w] |= mask;
@@ -682,8 +688,6 @@ mspan* mheap::alloc_span_locked(std::size_t npages, std::size_t align_pages, uns
         s->div_mul = sc::class_div_mul[size_class];
         s->start_inv = class_span_shapes[size_class].start_inv;
         s->start_shift = class_span_shapes[size_class].start_shift;
-        // No sample lives in a fresh span (span_pool::get).
-        s->free_base.store(s->base, std::memory_order_relaxed);
         s->nfree = s->nelems;
         for (std::uint32_t w = 0; w < s->nelems / 64; ++w) s->free_bits[w] = ~std::uint64_t{0};
         if (s->nelems % 64 != 0) s->free_bits[s->nelems / 64] = (std::uint64_t{1} << (s->nelems % 64)) - 1;

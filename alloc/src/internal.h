@@ -265,21 +265,9 @@ inline bool subtract_below_zero(std::atomic<std::int64_t>& c, std::int64_t by) n
 #endif
 }
 
-// Relaxed loads that feed one instruction. GCC emits every atomic load as a
-// mov of its own, never as the memory operand of the instruction that uses
-// it; on free's fast path that cost two instructions and two registers.
-// On x86-64 an aligned 8-byte memory operand is read in one access, as the
-// atomic load is. Under ThreadSanitizer, and elsewhere, the atomic load.
-inline std::uint64_t minus_relaxed(std::uint64_t x, const std::atomic<std::uint64_t>& a) noexcept {
-#if defined(__x86_64__) && !defined(SPANMAP_TSAN)
-    asm("subq %1, %0" : "+r"(x) : "m"(a));
-    return x;
-#else
-    return x - a.load(std::memory_order_relaxed);
-#endif
-}
-// A byte, zero-extended to a word: GCC loads an atomic byte into a 32-bit
-// register and then extends it again where it is used as an index.
+// A relaxed load of a byte, zero-extended to a word: GCC loads an atomic
+// byte into a 32-bit register and then extends it again where it is used as
+// an index. Under ThreadSanitizer, and off x86-64, the atomic load.
 inline std::size_t byte_relaxed(const std::atomic<std::uint8_t>& a) noexcept {
 #if defined(__x86_64__) && !defined(SPANMAP_TSAN)
     std::size_t v;
@@ -287,15 +275,6 @@ inline std::size_t byte_relaxed(const std::atomic<std::uint8_t>& a) noexcept {
     return v;
 #else
     return a.load(std::memory_order_relaxed);
-#endif
-}
-inline bool below_relaxed(std::uint64_t x, const std::atomic<std::uint64_t>& a) noexcept {
-#if defined(__x86_64__) && !defined(SPANMAP_TSAN)
-    bool below;
-    asm("cmpq %2, %1" : "=@ccb"(below) : "r"(x), "m"(a));
-    return below;
-#else
-    return x < a.load(std::memory_order_relaxed);
 #endif
 }
 
@@ -318,34 +297,24 @@ enum class span_list_id : std::uint8_t { none, partial, full };
 
 struct mspan {
     std::uintptr_t base;     // first byte; a multiple of page_size
-    // What free's fast path reads of a small span: the four fields from here
-    // to start_shift, 25 bytes together, so that they seldom straddle two
-    // cache lines (start_shift further down, past the first 64 bytes of some
-    // records, made random frees of 1 KiB objects 5% slower). The
-    // object-start test takes no division (start_index): the offset times
-    // `start_inv`, rotated right by `start_shift`, is the object's index
-    // where an object starts and a number past every span's objects
+    // The object-start test takes no division (start_index): the offset
+    // times `start_inv`, rotated right by `start_shift`, is the object's
+    // index where an object starts and a number past every span's objects
     // anywhere else, so one compare against `handed` tests the address and
-    // the index together.
-    //   `free_base` is the base the fast path measures from: base, or the
-    // span's end while the span has a live sample (live_samples != 0,
-    // free_base_while_sampled). From the end no address of the span passes,
-    // so every free of the span leaves the fast path for the checked one,
-    // which looks up the object's sampled bit: the fast path pays no test of
-    // its own for the profiler. Written with live_samples, under the
-    // recorder's lock (sampler.cpp), and at the span's set-up.
-    std::atomic<std::uint64_t> free_base;
+    // the index together. The checked path reads these; free's fast path
+    // reads the same from its bin (cache_bin) and its page's free_check word
+    // (heap_arena), and never touches the record.
     std::uint64_t start_inv;  // the inverse, modulo 2^64, of elem_size's odd part
     // Objects [0, handed) have been handed out of the span at least once;
     // the rest never were. mcentral hands out the lowest free index first, so
     // this only grows while the span lives, and every object below it that is
     // free again carries the free mark (it went through a cache). Written
-    // under mcentral's lock; the free path reads it without the lock: an
+    // under mcentral's lock, with its copy in each page's free_check word
+    // (publish_handed); the free path reads that copy without the lock: an
     // object at or past it was never handed out, and its free is invalid — so
     // no object of a span is accepted by free unless it is below `handed` and
     // unmarked. Zero in a fresh span (span_pool::get), and so in every large
-    // span, whose free never passes the fast path's test. handed <= nelems;
-    // 64 bits wide, as the fast path compares it with a 64-bit index.
+    // span.
     std::atomic<std::uint64_t> handed;
     std::uint8_t start_shift;  // log2 of elem_size's largest power-of-two factor (see start_inv)
     std::uint32_t npages;
@@ -363,8 +332,9 @@ struct mspan {
     std::atomic<bool> parked;
     std::uint32_t parked_tick;  // the heap's tick when it was parked (or cached: heap.h)
     // Objects of this span that the heap profiler sampled and that are not yet
-    // freed: the checked free path tests it (the fast path tests
-    // free_base instead, the span's end while this is non-zero), and only
+    // freed: the checked free path tests it (the fast path tests the
+    // sampled bit of the span's free_check words instead, set while this is
+    // non-zero), and only
     // when it is non-zero looks up the object's bit in sampled_bits; a set bit
     // sends the free to sampled_free(). Both change by atomic read-modify-write
     // (two objects of a span may be sampled or freed at once) and are read
@@ -412,6 +382,13 @@ void set_state(mspan* s, span_state to) noexcept;
 inline std::uint64_t start_index(std::uintptr_t off, std::uint64_t inv, unsigned shift) noexcept {
     return std::rotr(static_cast<std::uint64_t>(off) * inv, static_cast<int>(shift));
 }
+// The same in 32 bits, for offsets below 2^32, with the inverse modulo 2^32
+// (the 64-bit inverse's low half): free's fast path, whose offsets are below
+// 2^18 (free_check_offset). A non-start gives more than (2^32 - 1) / d, at
+// least 2^17, past every span's objects.
+inline std::uint32_t start_index32(std::uint32_t off, std::uint32_t inv, unsigned shift) noexcept {
+    return std::rotr(off * inv, static_cast<int>(shift));
+}
 constexpr std::uint64_t odd_inverse(std::uint64_t o) {
     std::uint64_t x = o;  // right in 3 bits for any odd o; each step doubles them
     for (int i = 0; i < 5; ++i) x *= 2 - o * x;
@@ -436,14 +413,6 @@ inline constexpr auto class_span_shapes = [] {
     return t;
 }();
 
-// mspan::free_base while the span has a live sample: the span's end. Every
-// address of the span lies below it, so its offset wraps to within the span's
-// size of 2^64, and no index start_index gives there is below any handed
-// count: every free of the span fails the test, whatever its address. (A
-// base shifted by less than the span's size would not do: base + 1 let
-// through the address one past each object.)
-inline std::uintptr_t free_base_while_sampled(const mspan* s) noexcept { return s->end(); }
-
 // The index of the object at addr in s (0 for a large span's one object).
 inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept {
     return static_cast<std::uint32_t>(((addr - s->base) * s->div_mul) >> 32);
@@ -466,16 +435,21 @@ inline bool is_handed_object_start(const mspan* s, std::uintptr_t addr) noexcept
 // free path load without it (a pointer they free was published to them through
 // the lock that carved it).
 struct heap_arena {
-    // The two page maps first, spans at offset 0: free's fast path indexes
-    // both from the arena's address with no offset of its own to add.
-    // page -> span, for every page of a small span and the first page of a
-    // large one (heap.h); null for the rest, free pages among them.
-    std::atomic<mspan*> spans[pages_per_arena];
+    // The two page maps free's fast path reads come first, where each load
+    // indexes from the arena's address with its offset as the displacement
+    // (GCC added the offset in an instruction of its own for an array past
+    // the first 64 KiB).
+    // page -> what free's fast path needs of its small span besides the
+    // class: see free_check_word below. 0 for every other page.
+    std::atomic<std::uint32_t> free_check[pages_per_arena];
     // page -> its span's size class; 0 for a large span's pages and free
     // pages. A copy of spans[i]->size_class (spans[i] null => 0 here), kept
     // so that free finds its bin with one load fewer on the chain of
     // dependent loads from the pointer to the bin.
     std::atomic<std::uint8_t> page_class[pages_per_arena];
+    // page -> span, for every page of a small span and the first page of a
+    // large one (heap.h); null for the rest, free pages among them.
+    std::atomic<mspan*> spans[pages_per_arena];
     std::uintptr_t base;
     std::uint64_t free_bits[arena_bitmap_words];  // 1 = page free
     // 1 = a free page whose memory went back to the OS; always a subset of
@@ -541,6 +515,60 @@ inline mspan* span_of(std::uintptr_t addr) noexcept {
     heap_arena* a = arena_of(addr);
     if (a == nullptr) return nullptr;
     return a->spans[(addr >> page_shift) & (pages_per_arena - 1)].load(std::memory_order_relaxed);
+}
+
+// --- the free path's page words ---------------------------------------------
+
+// What free's fast path knows of a page of a small span, in 32 bits, so that
+// it reads no span record: a random free among a few hundred spans found the
+// record's line out of the first-level cache about once a free (cachegrind,
+// a larson-style loop), and that line also holds the fields mcentral writes
+// on every fill and release of the span, from any thread. 16 pages share a
+// line of these words, which change only when the span hands out objects it
+// never handed before.
+//   bits 0-17   the low 18 bits of the span's base: an object's offset in
+//               the span is the address minus this, modulo 2^18 (spans are
+//               smaller than 2^17 bytes), in one subtract and one mask
+//               (free_check_offset);
+//   bits 18-31  the span's handed count (mspan::handed).
+// Bit 17 of the base flips while the span has a live heap-profile sample:
+// every offset then gains 2^17, at least a whole span of the class, so the
+// offset divided by the class size is at least the span's object count and
+// no free of the span passes; the checked path looks up the object's
+// sampled bit instead.
+// Pages of large spans and free pages hold 0: a handed count of 0, which no
+// free passes. The fields have three writers, under three different locks:
+// the heap sets the word when it carves the span and clears it when the
+// span's pages go back (heap.cpp), mcentral adds to the count
+// (publish_handed, central.cpp) and the profiler flips the sampled bit
+// (sampler.cpp), each with an atomic read-modify-write of the whole word
+// where another writer may be at work.
+inline constexpr std::uint32_t free_check_sampled = std::uint32_t{1} << 17;
+inline constexpr std::uint32_t free_check_offset_mask = 2 * free_check_sampled - 1;
+inline constexpr unsigned free_check_handed_shift = 18;
+inline constexpr std::uint32_t free_check_word(std::uintptr_t span_base, std::uint64_t handed) {
+    return (static_cast<std::uint32_t>(span_base) & free_check_offset_mask) | static_cast<std::uint32_t>(handed) << free_check_handed_shift;
+}
+inline constexpr std::size_t max_span_bytes = *std::max_element(std::begin(sc::class_pages), std::end(sc::class_pages)) * page_size;
+static_assert(max_span_bytes <= free_check_sampled, "offsets in a span lie below the sampled bit, which moves them past any span");
+static_assert(max_objects_per_span < (std::size_t{1} << (32 - free_check_handed_shift)), "a handed count fits the word's top bits");
+
+// addr's offset from its span's base, in a page whose word is w (plus 2^17
+// while the span has a sample): below 2^18, for start_index32.
+inline std::uint32_t free_check_offset(std::uintptr_t addr, std::uint32_t w) noexcept {
+    return (static_cast<std::uint32_t>(addr) - w) & free_check_offset_mask;
+}
+inline std::uint32_t free_check_handed(std::uint32_t w) noexcept { return w >> free_check_handed_shift; }
+
+// f(word) for each page of small span s: its pages may lie in two adjacent
+// arenas.
+template <class F>
+void for_each_free_check(const mspan* s, F f) noexcept {
+    heap_arena* a = nullptr;
+    for (std::uintptr_t p = s->base; p < s->end(); p += page_size) {
+        if (a == nullptr || p - a->base >= arena_bytes) a = arena_of(p);
+        f(a->free_check[(p >> page_shift) & (pages_per_arena - 1)]);
+    }
 }
 
 // The span holding addr, large or small, or nullptr when none does: span_of,

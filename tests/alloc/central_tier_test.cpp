@@ -98,6 +98,13 @@ std::uint32_t index_in(const mspan* s, std::uintptr_t p) { return static_cast<st
             return ::testing::AssertionFailure() << "span " << (void*)s->base << ": object " << i << (sm.out[i] ? " is out but free in its span" : " is back but not free in its span");
     if (s->handed.load() != sm.handed)
         return ::testing::AssertionFailure() << "span " << (void*)s->base << ": handed " << s->handed.load() << ", model " << sm.handed;
+    // free's fast path reads the count, and the span's base, from each page's word.
+    for (std::uintptr_t page = s->base; page < s->end(); page += page_size) {
+        const std::uint32_t w = arena_of(page)->free_check[(page >> page_shift) & (pages_per_arena - 1)].load();
+        if (w != free_check_word(s->base, sm.handed))
+            return ::testing::AssertionFailure() << "span " << (void*)s->base << ": page " << (void*)page << "'s free-path word " << w
+                                                 << ", model " << free_check_word(s->base, sm.handed);
+    }
     return ::testing::AssertionSuccess();
 }
 
@@ -573,6 +580,57 @@ TEST(CentralTier, FullSpansAreFoundThroughThePageMap) {
     EXPECT_EQ(t.m.partial().size(), 1u);
     EXPECT_EQ(t.h.cached_spans(), 4u);
     EXPECT_TRUE(central_holds(t.m, c));
+    EXPECT_TRUE(heap_holds(t.h));
+}
+
+// free's fast path reads a page's word, not its span: the checker compares
+// every word with its span (the base's low bits, the handed count) and with
+// the page map (0 where no small span is), and a page given back to the heap
+// passes no free.
+TEST(CentralTier, FreePathWordsAgreeWithTheirSpans) {
+    constexpr unsigned c = 49;  // six objects over five pages
+    static_assert(sc::class_pages[c] == 5);
+    one_class t(c, 4);
+    ASSERT_EQ(t.filled, 4u);
+    mspan* s = span_of(reinterpret_cast<std::uintptr_t>(t.objs[0]));
+    ASSERT_NE(s, nullptr);
+    ASSERT_EQ(s->handed.load(), 4u);
+    std::vector<std::atomic<std::uint32_t>*> words;
+    for (std::uintptr_t page = s->base; page < s->end(); page += page_size)
+        words.push_back(&arena_of(page)->free_check[(page >> page_shift) & (pages_per_arena - 1)]);
+    for (auto* w : words) EXPECT_EQ(w->load(), free_check_word(s->base, 4));
+    EXPECT_TRUE(central_holds(t.m, c));
+
+    char why[512] = {};
+    const auto fails_with = [&](const char* what) {
+        EXPECT_FALSE(check_central(t.m, c, why, sizeof why) && check_heap(t.h, why, sizeof why));
+        EXPECT_NE(std::string(why).find(what), std::string::npos) << why;
+    };
+    // A count the span does not have, on its last page.
+    words.back()->fetch_add(std::uint32_t{1} << free_check_handed_shift);
+    fails_with("another handed count");
+    words.back()->fetch_sub(std::uint32_t{1} << free_check_handed_shift);
+    // A base a page off.
+    words[2]->fetch_xor(static_cast<std::uint32_t>(page_size));
+    fails_with("base elsewhere");
+    words[2]->fetch_xor(static_cast<std::uint32_t>(page_size));
+    // The profiler's flip is not an error.
+    for (auto* w : words) w->fetch_xor(free_check_sampled);
+    EXPECT_TRUE(central_holds(t.m, c));
+    EXPECT_TRUE(heap_holds(t.h));
+    for (auto* w : words) w->fetch_xor(free_check_sampled);
+    EXPECT_TRUE(central_holds(t.m, c));
+
+    // Released, the span stays as the class's spare, words and all (its
+    // objects carry the free mark); given back to the heap's free pages, its
+    // words are 0.
+    const std::uintptr_t base = s->base;
+    t.m.release(t.objs.data(), t.objs.size());
+    EXPECT_EQ(words[0]->load(), free_check_word(base, 4));
+    t.m.release_empty_spans();
+    t.h.trim_cached(0, 0);
+    EXPECT_EQ(span_of(base), nullptr);
+    for (auto* w : words) EXPECT_EQ(w->load(), 0u);
     EXPECT_TRUE(heap_holds(t.h));
 }
 

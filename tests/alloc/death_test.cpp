@@ -104,8 +104,9 @@ protected:
 char static_buffer[256];
 
 // While a span holds a live heap-profile sample, free's fast path sends all
-// its frees to the checked path (mspan::free_base); an address that is no
-// object's start is still stopped there, at every place in the span.
+// its frees to the checked path (the sampled bit of its pages' free_check
+// words); an address that is no object's start is still stopped there, at
+// every place in the span.
 TEST_F(AllocDeathTest, MisplacedFreeInASpanWithASampleStops) {
     namespace d = spanmap::detail;
     for (const std::size_t size : {16, 48, 256, 4096}) {
@@ -114,12 +115,12 @@ TEST_F(AllocDeathTest, MisplacedFreeInASpanWithASampleStops) {
         d::mspan* s = d::span_of(addr(p));
         ASSERT_NE(s, nullptr);
         // What the profiler's sampler writes when it samples an object of s.
-        s->free_base.store(d::free_base_while_sampled(s), std::memory_order_relaxed);
+        d::for_each_free_check(s, [](std::atomic<std::uint32_t>& w) { w.fetch_xor(d::free_check_sampled); });
         for (const std::size_t off : {std::size_t{1}, std::size_t{8}, size / 2}) {
             char* bad = p + off;
             EXPECT_DIES_NAMING(bad, spanmap_free(bad), kBadPointer) << size << " + " << off;
         }
-        s->free_base.store(s->base, std::memory_order_relaxed);
+        d::for_each_free_check(s, [](std::atomic<std::uint32_t>& w) { w.fetch_xor(d::free_check_sampled); });
         spanmap_free(p);
     }
 }

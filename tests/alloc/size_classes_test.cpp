@@ -153,11 +153,33 @@ TEST(SizeClasses, ObjectStartIndexMatchesTheDivisionOverTheWholeSpan) {
             else
                 ASSERT_GE(i, kBeyond) << "class " << c << " offset " << off;
         }
-        // Below the base: every offset of the span before it, wrapped. (So
-        // too every address of a span measured from its end, as free's fast
-        // path does while the span has a live sample: free_base_while_sampled.)
+        // Below the base: every offset of the span before it, wrapped.
         for (std::uint64_t back = 1; back <= span; ++back)
             ASSERT_GE(index(c, 0 - back), kBeyond) << "class " << c << " offset -" << back;
+        // free's fast path: the 32-bit test, with the inverse's low half, on
+        // the offsets it computes from a page's free_check word — every
+        // offset of the span, for spans at every page of the word's 2^18
+        // bytes (the last ones wrapping past it), and, with the sampled bit
+        // flipped, the same offsets moved past every object a span of the
+        // class hands out.
+        const auto inv32 = static_cast<std::uint32_t>(d::class_span_shapes[c].start_inv);
+        const auto index32 = [&](std::uint32_t off) { return d::start_index32(off, inv32, d::class_span_shapes[c].start_shift); };
+        const std::uint64_t nelems = d::class_span_shapes[c].nelems;
+        for (std::uint64_t base = 0x7f0000000000; base < 0x7f0000000000 + (std::uint64_t{1} << 18); base += kPage) {
+            const std::uint32_t word = d::free_check_word(base, nelems);
+            const std::uint32_t sampled = word ^ d::free_check_sampled;
+            for (std::uint64_t off = 0; off < span; ++off) {
+                ASSERT_EQ(d::free_check_offset(base + off, word), off);
+                const std::uint32_t i = index32(static_cast<std::uint32_t>(off));
+                if (off % size == 0)
+                    ASSERT_EQ(i, off / size) << "class " << c << " offset " << off;
+                else
+                    ASSERT_GT(i, 0xffffffffu / size) << "class " << c << " offset " << off;
+                ASSERT_EQ(i < d::free_check_handed(word), off % size == 0 && off / size < nelems) << "class " << c << " offset " << off;
+                ASSERT_GE(index32(d::free_check_offset(base + off, sampled)), d::free_check_handed(sampled))
+                    << "class " << c << " sampled offset " << off;
+            }
+        }
     }
     // And across the whole 64-bit range for the classes with an odd factor,
     // where a wrong inverse would show first.
