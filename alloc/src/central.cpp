@@ -37,8 +37,8 @@ void span_list::remove(mspan* s) noexcept {
 namespace {
 
 // Raises s's handed count to k, in the span and in its pages' words for
-// free's fast path: an add to each word, since the profiler may be setting
-// or clearing its sampled bit at the same time, under another lock.
+// free's fast path: an add to each word, since the profiler may be flipping
+// its sampled bit at the same time, under another lock.
 void publish_handed(mspan* s, std::uint64_t k) noexcept {
     const std::uint64_t was = s->handed.load(std::memory_order_relaxed);
     if (k <= was) return;

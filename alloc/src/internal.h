@@ -332,14 +332,13 @@ struct mspan {
     std::atomic<bool> parked;
     std::uint32_t parked_tick;  // the heap's tick when it was parked (or cached: heap.h)
     // Objects of this span that the heap profiler sampled and that are not yet
-    // freed: the checked free path tests it (the fast path tests the
-    // sampled bit of the span's free_check words instead, set while this is
-    // non-zero), and only
-    // when it is non-zero looks up the object's bit in sampled_bits; a set bit
-    // sends the free to sampled_free(). Both change by atomic read-modify-write
-    // (two objects of a span may be sampled or freed at once) and are read
-    // without a lock (the bit of an object is set before the
-    // object is returned, so its freer sees it). Zero in a fresh span
+    // freed: the checked free path tests it (the fast path sees instead the
+    // sampled bit flipped in the span's free_check words while this is
+    // non-zero), and only when it is non-zero looks up the object's bit in
+    // sampled_bits; a set bit sends the free to sampled_free(). Both change
+    // by atomic read-modify-write (two objects of a span may be sampled or
+    // freed at once) and are read without a lock (the bit of an object is
+    // set before the object is returned, so its freer sees it). Zero in a fresh span
     // (span_pool::get), and again when the span's last sample is freed:
     //   live_samples == popcount(sampled_bits).
     std::atomic<std::uint16_t> live_samples;

@@ -18,8 +18,8 @@
 //   large allocation  the same countdown on the (locked, slow) large path,
 //                     when the cache's `profiling` flag is set.
 //   free              nothing of its own: a span with a live sample has the
-//                     sampled bit set in its pages' free_check words, which
-//                     moves the fast path's offsets past every object, so
+//                     sampled bit flipped in its pages' free_check words,
+//                     which moves the fast path's offsets past every object, so
 //                     the object-start test sends each of its frees to the
 //                     checked path, which tests the object's sampled bit and
 //                     calls sampled_free() when set.
