@@ -686,8 +686,6 @@ mspan* mheap::alloc_span_locked(std::size_t npages, std::size_t align_pages, uns
         assert(npages == sc::class_pages[size_class]);  // the shape's page count
         s->nelems = class_span_shapes[size_class].nelems;
         s->div_mul = sc::class_div_mul[size_class];
-        s->start_inv = class_span_shapes[size_class].start_inv;
-        s->start_shift = class_span_shapes[size_class].start_shift;
         s->nfree = s->nelems;
         for (std::uint32_t w = 0; w < s->nelems / 64; ++w) s->free_bits[w] = ~std::uint64_t{0};
         if (s->nelems % 64 != 0) s->free_bits[s->nelems / 64] = (std::uint64_t{1} << (s->nelems % 64)) - 1;

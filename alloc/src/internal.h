@@ -297,14 +297,6 @@ enum class span_list_id : std::uint8_t { none, partial, full };
 
 struct mspan {
     std::uintptr_t base;     // first byte; a multiple of page_size
-    // The object-start test takes no division (start_index): the offset
-    // times `start_inv`, rotated right by `start_shift`, is the object's
-    // index where an object starts and a number past every span's objects
-    // anywhere else, so one compare against `handed` tests the address and
-    // the index together. The checked path reads these; free's fast path
-    // reads the same from its bin (cache_bin) and its page's free_check word
-    // (heap_arena), and never touches the record.
-    std::uint64_t start_inv;  // the inverse, modulo 2^64, of elem_size's odd part
     // Objects [0, handed) have been handed out of the span at least once;
     // the rest never were. mcentral hands out the lowest free index first, so
     // this only grows while the span lives, and every object below it that is
@@ -316,7 +308,6 @@ struct mspan {
     // unmarked. Zero in a fresh span (span_pool::get), and so in every large
     // span.
     std::atomic<std::uint64_t> handed;
-    std::uint8_t start_shift;  // log2 of elem_size's largest power-of-two factor (see start_inv)
     std::uint32_t npages;
     std::uint32_t elem_size;  // class size; 0 for a large span
     std::uint32_t nelems;     // objects carved from the span (1 for large)
@@ -417,15 +408,20 @@ inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept 
     return static_cast<std::uint32_t>(((addr - s->base) * s->div_mul) >> 32);
 }
 
-// Whether addr, inside small span s, is where one of its objects starts.
-inline bool is_object_start(const mspan* s, std::uintptr_t addr) noexcept {
-    return start_index(addr - s->base, s->start_inv, s->start_shift) < s->nelems;
+// start_index of addr in small span s, with its class's constants (the
+// checked path's; free's fast path has them in its bin).
+inline std::uint64_t start_index_in(const mspan* s, std::uintptr_t addr) noexcept {
+    const class_span_shape& shape = class_span_shapes[s->size_class];
+    return start_index(addr - s->base, shape.start_inv, shape.start_shift);
 }
+
+// Whether addr, inside small span s, is where one of its objects starts.
+inline bool is_object_start(const mspan* s, std::uintptr_t addr) noexcept { return start_index_in(s, addr) < s->nelems; }
 
 // Whether addr, inside small span s, starts an object that was handed out at
 // least once (see mspan::handed).
 inline bool is_handed_object_start(const mspan* s, std::uintptr_t addr) noexcept {
-    return start_index(addr - s->base, s->start_inv, s->start_shift) < s->handed.load(std::memory_order_relaxed);
+    return start_index_in(s, addr) < s->handed.load(std::memory_order_relaxed);
 }
 
 // --- arenas and the page map -------------------------------------------------
