@@ -566,6 +566,12 @@ void for_each_free_check(const mspan* s, F f) noexcept {
     }
 }
 
+// The profiler's switch (see free_check_sampled), on and off alike: an xor,
+// so that mcentral's add to the count on another thread is never lost.
+inline void flip_free_check_sampled(const mspan* s) noexcept {
+    for_each_free_check(s, [](std::atomic<std::uint32_t>& w) { w.fetch_xor(free_check_sampled, std::memory_order_relaxed); });
+}
+
 // The span holding addr, large or small, or nullptr when none does: span_of,
 // or a walk back over the page map to the large span whose first page is the
 // nearest named one before addr (heap.cpp). Inside a block the walk is as

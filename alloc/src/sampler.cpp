@@ -205,8 +205,7 @@ void mark(void* p) noexcept {
     // From now on every free of s takes the checked path (see
     // free_check_word). p's freer sees this as it sees the bit: both are
     // written before p is returned.
-    if (live == 0 && s->size_class != 0)
-        for_each_free_check(s, [](std::atomic<std::uint32_t>& w) { w.fetch_xor(free_check_sampled, std::memory_order_relaxed); });
+    if (live == 0 && s->size_class != 0) flip_free_check_sampled(s);
     flip_sampled_bit(s, p);
 }
 
@@ -217,8 +216,7 @@ void unmark(void* p) noexcept {
     const std::uint16_t live = s->live_samples.load(std::memory_order_relaxed);
     s->live_samples.store(static_cast<std::uint16_t>(live - 1), std::memory_order_relaxed);
     // The span's last sample: its frees may take the fast path again.
-    if (live == 1 && s->size_class != 0)
-        for_each_free_check(s, [](std::atomic<std::uint32_t>& w) { w.fetch_xor(free_check_sampled, std::memory_order_relaxed); });
+    if (live == 1 && s->size_class != 0) flip_free_check_sampled(s);
     flip_sampled_bit(s, p);
 }
 

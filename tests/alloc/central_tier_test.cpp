@@ -99,12 +99,17 @@ std::uint32_t index_in(const mspan* s, std::uintptr_t p) { return static_cast<st
     if (s->handed.load() != sm.handed)
         return ::testing::AssertionFailure() << "span " << (void*)s->base << ": handed " << s->handed.load() << ", model " << sm.handed;
     // free's fast path reads the count, and the span's base, from each page's word.
-    for (std::uintptr_t page = s->base; page < s->end(); page += page_size) {
-        const std::uint32_t w = arena_of(page)->free_check[(page >> page_shift) & (pages_per_arena - 1)].load();
-        if (w != free_check_word(s->base, sm.handed))
-            return ::testing::AssertionFailure() << "span " << (void*)s->base << ": page " << (void*)page << "'s free-path word " << w
-                                                 << ", model " << free_check_word(s->base, sm.handed);
-    }
+    bool agree = true;
+    std::uint32_t wrong = 0;
+    for_each_free_check(s, [&](const std::atomic<std::uint32_t>& w) {
+        if (w.load() != free_check_word(s->base, sm.handed)) {
+            agree = false;
+            wrong = w.load();
+        }
+    });
+    if (!agree)
+        return ::testing::AssertionFailure() << "span " << (void*)s->base << ": a page's free-path word " << wrong << ", model "
+                                             << free_check_word(s->base, sm.handed);
     return ::testing::AssertionSuccess();
 }
 
@@ -596,8 +601,8 @@ TEST(CentralTier, FreePathWordsAgreeWithTheirSpans) {
     ASSERT_NE(s, nullptr);
     ASSERT_EQ(s->handed.load(), 4u);
     std::vector<std::atomic<std::uint32_t>*> words;
-    for (std::uintptr_t page = s->base; page < s->end(); page += page_size)
-        words.push_back(&arena_of(page)->free_check[(page >> page_shift) & (pages_per_arena - 1)]);
+    for_each_free_check(s, [&](std::atomic<std::uint32_t>& w) { words.push_back(&w); });
+    ASSERT_EQ(words.size(), 5u);
     for (auto* w : words) EXPECT_EQ(w->load(), free_check_word(s->base, 4));
     EXPECT_TRUE(central_holds(t.m, c));
 
@@ -615,10 +620,10 @@ TEST(CentralTier, FreePathWordsAgreeWithTheirSpans) {
     fails_with("base elsewhere");
     words[2]->fetch_xor(static_cast<std::uint32_t>(page_size));
     // The profiler's flip is not an error.
-    for (auto* w : words) w->fetch_xor(free_check_sampled);
+    flip_free_check_sampled(s);
     EXPECT_TRUE(central_holds(t.m, c));
     EXPECT_TRUE(heap_holds(t.h));
-    for (auto* w : words) w->fetch_xor(free_check_sampled);
+    flip_free_check_sampled(s);
     EXPECT_TRUE(central_holds(t.m, c));
 
     // Released, the span stays as the class's spare, words and all (its

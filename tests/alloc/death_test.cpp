@@ -115,12 +115,12 @@ TEST_F(AllocDeathTest, MisplacedFreeInASpanWithASampleStops) {
         d::mspan* s = d::span_of(addr(p));
         ASSERT_NE(s, nullptr);
         // What the profiler's sampler writes when it samples an object of s.
-        d::for_each_free_check(s, [](std::atomic<std::uint32_t>& w) { w.fetch_xor(d::free_check_sampled); });
+        d::flip_free_check_sampled(s);
         for (const std::size_t off : {std::size_t{1}, std::size_t{8}, size / 2}) {
             char* bad = p + off;
             EXPECT_DIES_NAMING(bad, spanmap_free(bad), kBadPointer) << size << " + " << off;
         }
-        d::for_each_free_check(s, [](std::atomic<std::uint32_t>& w) { w.fetch_xor(d::free_check_sampled); });
+        d::flip_free_check_sampled(s);
         spanmap_free(p);
     }
 }
