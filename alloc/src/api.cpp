@@ -335,19 +335,11 @@ SPANMAP_ALLOC_TEXT __attribute__((noinline)) void* allocate_slow(std::size_t siz
 // spanmap::allocator asks for its T, and the default), pops its bin as malloc
 // does; everything else, an empty bin and every failure (and its throw) are
 // allocate_slow's, a tail call. The bin comes from tables of bin offsets, as
-// malloc_fast_or's (size_class_aligned's first two cases).
+// malloc's (size_class_aligned's first two cases).
 SPANMAP_ALLOC_TEXT void* allocate(std::size_t size, std::size_t alignment) {
     const auto slow = [size, alignment] { return detail::allocate_slow(size, alignment); };
-    if (__builtin_expect(alignment - 1 < 16 && (alignment & (alignment - 1)) == 0, 1)) {
-        std::size_t offset;
-        if (__builtin_expect(size <= sc::small_size_max, 1))
-            offset = (alignment > 8 ? aligned16_size_to_bin8 : aligned8_size_to_bin8)[(size + 7) >> 3];
-        else if (size <= max_small_size)
-            offset = malloc_size_to_bin128[(size - sc::small_size_max + 127) >> 7];
-        else
-            return slow();
-        if (__builtin_expect(offset != 0, 1)) return alloc_bin_or(offset, slow);
-    }
+    if (__builtin_expect(alignment - 1 < 16 && (alignment & (alignment - 1)) == 0, 1))
+        return alloc_size_or(size, alignment > 8 ? aligned16_size_to_bin8 : aligned8_size_to_bin8, slow);
     return slow();
 }
 

@@ -223,17 +223,24 @@ inline constexpr auto aligned16_size_to_bin8 =
 // The bin comes from the tables without size_class_malloc's "large" (0),
 // whose test the tables make needless: each small size has a class.
 // malloc_fast_or is that with another slow path (operator new's, which
-// throws), so that it too is a tail call.
-template <class Slow>
-SPANMAP_INLINE_ALLOC_PATH void* malloc_fast_or(std::size_t size, Slow slow) noexcept(noexcept(slow())) {
+// throws), so that it too is a tail call. alloc_size_or is the same for any
+// table of the sizes up to small_size_max (spanmap::allocate's by
+// alignment): an offset of 0 is bin 0, which is always empty, so a size
+// without a class goes to slow() from the pop's own test.
+template <class Table8, class Slow>
+SPANMAP_INLINE_ALLOC_PATH void* alloc_size_or(std::size_t size, const Table8& table8, Slow slow) noexcept(noexcept(slow())) {
     std::size_t offset;
     if (__builtin_expect(size <= sc::small_size_max, 1))
-        offset = malloc_size_to_bin8[(size + 7) >> 3];
+        offset = table8[(size + 7) >> 3];
     else if (size <= max_small_size)
         offset = malloc_size_to_bin128[(size - sc::small_size_max + 127) >> 7];
     else
         return slow();
     return alloc_bin_or(offset, slow);
+}
+template <class Slow>
+SPANMAP_INLINE_ALLOC_PATH void* malloc_fast_or(std::size_t size, Slow slow) noexcept(noexcept(slow())) {
+    return alloc_size_or(size, malloc_size_to_bin8, slow);
 }
 SPANMAP_INLINE_ALLOC_PATH void* malloc_fast(std::size_t size) noexcept {
     return malloc_fast_or(size, [size] { return malloc_slow(size); });
