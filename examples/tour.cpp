@@ -77,8 +77,8 @@ void grow_a_map(tour_map& m, std::uint64_t n) {
         m.try_emplace(k, k * k);
         const spanmap::map_stats s = m.stats();
         if (!was_growing && !s.growing && s.B != before.B) {
-            // One or two old buckets: the write that starts the growth
-            // evacuates them all (two per write), and it is over at once.
+            // Up to eight old buckets: the write that starts the growth
+            // evacuates them all (up to nine per write), and it is over at once.
             ++growths;
             std::printf("\n   insert #%" PRIu64 " grows B %u -> %u, evacuated within the same insert\n", k + 1,
                         unsigned{before.B}, unsigned{s.B});

@@ -35,14 +35,15 @@ std::size_t resident(std::uintptr_t begin, std::uintptr_t end) {
 }
 
 // Inserts new keys until the growth in progress ends, and not one more: an
-// insert evacuates at most two old buckets, so a quarter of the buckets left
-// as inserts cannot overshoot, and stats() (a walk of the map) is asked a few
-// dozen times, not once per insert.
+// insert evacuates at most 1 + evacuations_per_write old buckets, so half the
+// buckets left over that many, as inserts, cannot overshoot, and stats() (a
+// walk of the map) is asked a few dozen times, not once per insert.
 template <class Map, class Value = std::uint64_t (*)(std::uint64_t)>
 void insert_until_evacuated(Map& m, std::uint64_t& k, Value value = [](std::uint64_t x) { return x; }) {
     for (spanmap::map_stats s = m.stats(); s.growing; s = m.stats()) {
         const std::size_t left = s.old_bucket_count - s.old_buckets_evacuated;
-        for (std::size_t i = 0, n = std::max<std::size_t>(1, left / 4); i < n; ++i) m.emplace(k, value(k)), ++k;
+        const std::size_t n = std::max<std::size_t>(1, left / (2 * (1 + spanmap::detail::evacuations_per_write)));
+        for (std::size_t i = 0; i < n; ++i) m.emplace(k, value(k)), ++k;
     }
 }
 

@@ -64,8 +64,9 @@
 //     the chains packs the entries again.
 // The old array is kept and evacuated incrementally: every insert and every
 // erase-by-key first evacuates the old bucket its key hashes to, then the
-// oldest not-yet-evacuated bucket (Go's growWork: at most two old buckets per
-// write). Evacuating old bucket i moves its entries to new bucket i ("X") or,
+// oldest not-yet-evacuated buckets, eight of them where Go's growWork takes
+// one (detail::evacuations_per_write says why: the same work, more of it in
+// address order; at most nine old buckets per write). Evacuating old bucket i moves its entries to new bucket i ("X") or,
 // when doubling, i + 2^oldB ("Y"), as the next hash bit says. Lookups read an
 // old bucket for as long as it is not evacuated and never move anything. When
 // the last old bucket is evacuated, the old array goes back to the allocator;
@@ -1130,11 +1131,13 @@ private:
         h_.lazy = lazy;
     }
 
-    // Go's growWork. Most calls find the bucket evacuated already (and not
-    // the mark to advance), and return without the call to evacuate.
+    // Go's growWork, with detail::evacuations_per_write old buckets in
+    // order where Go takes one. Most calls find the key's bucket evacuated
+    // already (and not the mark to advance), and return without the call to
+    // evacuate.
     void grow_work(std::uint64_t hash) {
         evacuate_if_due(static_cast<std::size_t>(hash) & mask(h_.oldB));
-        if (growing()) evacuate_if_due(h_.nevacuate);
+        for (std::size_t k = 0; k < detail::evacuations_per_write && growing(); ++k) evacuate_if_due(h_.nevacuate);
     }
     SPANMAP_MAP_INLINE void evacuate_if_due(std::size_t o) {
         if (!evacuated(h_.oldbuckets + o) || o == h_.nevacuate) evacuate(o);

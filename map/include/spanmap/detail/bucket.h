@@ -168,6 +168,22 @@ consteval bool limits_agree() {
 }
 static_assert(limits_agree(), "the growth thresholds kept in the map header must trigger exactly where Go's checks do");
 
+// Old buckets a write evacuates in order, after its own key's old bucket.
+// Go's growWork takes one (two old buckets a write in all); spanmap takes
+// eight. The total work of a growth is the same — every old bucket once —
+// but more of it is done in address order, where the hardware prefetcher
+// fetches the old bucket and both destinations ahead, and less at the
+// random old bucket of each written key (three cache misses, and the new
+// array's pages first touched out of order); the growth also ends in an
+// eighth of the writes. An insert of 1M u64 keys from empty: 95 -> 78 ns
+// an insert; 16 or 32 gained nothing more. The price is the writes during
+// a growth: each does up to nine evacuations instead of two (growth_latency
+// growing to 8M keys: p99.9 6.6 -> 8.5 us, p50 110 -> 80 ns, the maximum
+// unchanged). Where growths start — the load factor and the overflow count
+// above — is Go's, so the bucket counts stay Go's at every step (the
+// differential test against Go checks them).
+inline constexpr std::size_t evacuations_per_write = 8;
+
 // The smallest B that holds n entries without growing (Go's makemap).
 constexpr std::uint8_t b_for_count(std::size_t n) noexcept {
     std::uint8_t B = 0;
