@@ -66,9 +66,10 @@
 // erase-by-key first evacuates the old bucket its key hashes to, then the
 // oldest not-yet-evacuated buckets, eight of them where Go's growWork takes
 // one (detail::evacuations_per_write says why: the same work, more of it in
-// address order; at most nine old buckets per write). Evacuating old bucket i moves its entries to new bucket i ("X") or,
-// when doubling, i + 2^oldB ("Y"), as the next hash bit says. Lookups read an
-// old bucket for as long as it is not evacuated and never move anything. When
+// address order; at most nine old buckets per write). Evacuating old bucket
+// i moves its entries to new bucket i ("X") or, when doubling, i + 2^oldB
+// ("Y"), as the next hash bit says. Lookups read an old bucket for as long
+// as it is not evacuated and never move anything. When
 // the last old bucket is evacuated, the old array goes back to the allocator;
 // an old bucket's separately allocated overflow buckets go back as soon as
 // that bucket is evacuated (no iterator survives the write that moved them).
@@ -1132,9 +1133,9 @@ private:
     }
 
     // Go's growWork, with detail::evacuations_per_write old buckets in
-    // order where Go takes one. Most calls find the key's bucket evacuated
-    // already (and not the mark to advance), and return without the call to
-    // evacuate.
+    // order where Go takes one. The key's bucket is mostly found evacuated
+    // already (and not the mark to advance), without the call to evacuate;
+    // the mark is moved past evacuated ones (advance_evacuation_mark).
     void grow_work(std::uint64_t hash) {
         evacuate_if_due(static_cast<std::size_t>(hash) & mask(h_.oldB));
         for (std::size_t k = 0; k < detail::evacuations_per_write && growing(); ++k) evacuate_if_due(h_.nevacuate);
