@@ -22,7 +22,7 @@ void reset_sizing(mcache* mc) noexcept {
         std::atomic_ref<void**>(mc->bins[c].slots).store(&mc->start_slots[bin_slots.start_at[c]], std::memory_order_release);
         mc->bins[c].cap.store(bin_start_cap(c), std::memory_order_relaxed);
         mc->bins[c].size = static_cast<std::uint16_t>(sc::class_size[c]);
-        mc->bins[c].start_inv = static_cast<std::uint32_t>(class_span_shapes[c].start_inv);
+        mc->bins[c].start_inv = class_span_shapes[c].start_inv;
         mc->bins[c].start_shift = class_span_shapes[c].start_shift;
         z.bins[c] = bin_sizing{0, false, bin_first_fill(c)};
     }

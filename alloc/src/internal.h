@@ -361,21 +361,16 @@ void set_state(mspan* s, span_state to) noexcept;
 // The object-start test: an exact division by a multiply and a rotate
 // (Granlund and Montgomery, "Division by invariant integers using
 // multiplication", 1994, section 9). A class size d is o * 2^t with o odd;
-// let inv be o's inverse modulo 2^64. When d divides off, off * inv is
+// let inv be o's inverse modulo 2^32. When d divides off, off * inv is
 // (off / d) * 2^t exactly, and rotating it right by t gives off / d. When it
 // does not, either o does not divide off, and the product is above
-// (2^64 - 1) / o, or one of the product's t low bits is set, and the rotate
-// moves it to the top: either way the result is above (2^64 - 1) / d, far
-// past the most objects a span holds. So `start_index(off) < n` says at once
-// that an object starts at off and that its index is below n, for every
-// 64-bit off (an address below the span's base wraps to a large one).
-inline std::uint64_t start_index(std::uintptr_t off, std::uint64_t inv, unsigned shift) noexcept {
-    return std::rotr(static_cast<std::uint64_t>(off) * inv, static_cast<int>(shift));
-}
-// The same in 32 bits, for offsets below 2^32, with the inverse modulo 2^32
-// (the 64-bit inverse's low half): free's fast path, whose offsets are below
-// 2^18 (free_check_offset). A non-start gives more than (2^32 - 1) / d, at
-// least 2^17, past every span's objects.
+// (2^32 - 1) / o, or one of the product's t low bits is set, and the rotate
+// moves it to the top: either way the result is above (2^32 - 1) / d, at
+// least 2^17, past the most objects a span holds. So `start_index32(off) < n`
+// says at once that an object starts at off and that its index is below n,
+// for every 32-bit off. Offsets within a span are below 2^17: free's fast
+// path computes them from a page word (free_check_offset), the checked
+// path from the span's base.
 inline std::uint32_t start_index32(std::uint32_t off, std::uint32_t inv, unsigned shift) noexcept {
     return std::rotr(off * inv, static_cast<int>(shift));
 }
@@ -389,7 +384,7 @@ constexpr std::uint64_t odd_inverse(std::uint64_t o) {
 // a span is made on every mcentral miss, and a 64-bit division costs tens of
 // cycles.
 struct class_span_shape {
-    std::uint64_t start_inv;   // odd_inverse of the class size's odd part
+    std::uint32_t start_inv;   // the class size's odd part's inverse modulo 2^32
     std::uint8_t start_shift;  // the class size's trailing zero bits
     std::uint32_t nelems;      // objects in a span of the class
 };
@@ -398,7 +393,7 @@ inline constexpr auto class_span_shapes = [] {
     for (unsigned c = 1; c < num_classes; ++c) {
         const std::uint32_t d = sc::class_size[c];
         const auto shift = static_cast<std::uint8_t>(std::countr_zero(d));
-        t[c] = {odd_inverse(d >> shift), shift, static_cast<std::uint32_t>(sc::class_pages[c] * page_size / d)};
+        t[c] = {static_cast<std::uint32_t>(odd_inverse(d >> shift)), shift, static_cast<std::uint32_t>(sc::class_pages[c] * page_size / d)};
     }
     return t;
 }();
@@ -408,11 +403,11 @@ inline std::uint32_t object_index(const mspan* s, std::uintptr_t addr) noexcept 
     return static_cast<std::uint32_t>(((addr - s->base) * s->div_mul) >> 32);
 }
 
-// start_index of addr in small span s, with its class's constants (the
-// checked path's; free's fast path has them in its bin).
-inline std::uint64_t start_index_in(const mspan* s, std::uintptr_t addr) noexcept {
+// start_index32 of addr, inside small span s, with its class's constants
+// (the checked path's; free's fast path has them in its bin).
+inline std::uint32_t start_index_in(const mspan* s, std::uintptr_t addr) noexcept {
     const class_span_shape& shape = class_span_shapes[s->size_class];
-    return start_index(addr - s->base, shape.start_inv, shape.start_shift);
+    return start_index32(static_cast<std::uint32_t>(addr - s->base), shape.start_inv, shape.start_shift);
 }
 
 // Whether addr, inside small span s, is where one of its objects starts.

@@ -128,67 +128,62 @@ TEST(SizeClasses, DivMagicIsExactOverTheWholeSpan) {
     }
 }
 
-// free's object-start test is a multiply and a rotate (start_index): the
+// The object-start test is a multiply and a rotate (start_index32): the
 // object's index where an object starts, and past every span's objects
 // anywhere else. It must agree with the division at every offset a span of
-// the class has, and fail for every offset outside the span, below its base
-// (a wrapped difference) as well as above.
+// the class has (the checked path's offsets), and at every offset free's
+// fast path computes from a page's word.
 TEST(SizeClasses, ObjectStartIndexMatchesTheDivisionOverTheWholeSpan) {
     namespace d = spanmap::detail;
-    // Past the most objects any span holds: what a non-start must exceed.
-    constexpr std::uint64_t kBeyond = std::uint64_t{1} << 32;
-    const auto index = [](int c, std::uint64_t off) {
-        return d::start_index(off, d::class_span_shapes[c].start_inv, d::class_span_shapes[c].start_shift);
-    };
     for (int c = 1; c < sc::num_classes; ++c) {
         const std::uint64_t size = sc::class_size[c];
-        ASSERT_EQ(size >> d::class_span_shapes[c].start_shift << d::class_span_shapes[c].start_shift, size) << "class " << c;
-        ASSERT_EQ((size >> d::class_span_shapes[c].start_shift) % 2, 1u) << "class " << c;
-        ASSERT_EQ((size >> d::class_span_shapes[c].start_shift) * d::class_span_shapes[c].start_inv, 1u) << "class " << c;
+        const d::class_span_shape& shape = d::class_span_shapes[c];
+        ASSERT_EQ(size >> shape.start_shift << shape.start_shift, size) << "class " << c;
+        ASSERT_EQ((size >> shape.start_shift) % 2, 1u) << "class " << c;
+        ASSERT_EQ(static_cast<std::uint32_t>((size >> shape.start_shift) * shape.start_inv), 1u) << "class " << c;
+        const auto index32 = [&](std::uint32_t off) { return d::start_index32(off, shape.start_inv, shape.start_shift); };
+        // A non-start must give more than this: past the most objects any
+        // span holds.
+        const std::uint32_t beyond = 0xffffffffu / static_cast<std::uint32_t>(size);
+        ASSERT_GE(beyond, d::max_objects_per_span);
         const std::uint64_t span = sc::class_pages[c] * kPage;
         for (std::uint64_t off = 0; off <= span; ++off) {
-            const std::uint64_t i = index(c, off);
+            const std::uint32_t i = index32(static_cast<std::uint32_t>(off));
             if (off % size == 0)
                 ASSERT_EQ(i, off / size) << "class " << c << " offset " << off;
             else
-                ASSERT_GE(i, kBeyond) << "class " << c << " offset " << off;
+                ASSERT_GT(i, beyond) << "class " << c << " offset " << off;
         }
-        // Below the base: every offset of the span before it, wrapped.
-        for (std::uint64_t back = 1; back <= span; ++back)
-            ASSERT_GE(index(c, 0 - back), kBeyond) << "class " << c << " offset -" << back;
-        // free's fast path: the 32-bit test, with the inverse's low half, on
-        // the offsets it computes from a page's free_check word — every
-        // offset of the span, for spans at every page of the word's 2^18
-        // bytes (the last ones wrapping past it), and, with the sampled bit
-        // flipped, the same offsets moved past every object a span of the
-        // class hands out.
-        const auto inv32 = static_cast<std::uint32_t>(d::class_span_shapes[c].start_inv);
-        const auto index32 = [&](std::uint32_t off) { return d::start_index32(off, inv32, d::class_span_shapes[c].start_shift); };
-        const std::uint64_t nelems = d::class_span_shapes[c].nelems;
+        // free's fast path: the offsets it computes from a page's
+        // free_check word — every offset of the span, for spans at every
+        // page of the word's 2^18 bytes (the last ones wrapping past it),
+        // and, with the sampled bit flipped, the same offsets moved past
+        // every object a span of the class hands out.
+        const std::uint64_t nelems = shape.nelems;
         for (std::uint64_t base = 0x7f0000000000; base < 0x7f0000000000 + (std::uint64_t{1} << 18); base += kPage) {
             const std::uint32_t word = d::free_check_word(base, nelems);
             const std::uint32_t sampled = word ^ d::free_check_sampled;
             for (std::uint64_t off = 0; off < span; ++off) {
                 ASSERT_EQ(d::free_check_offset(base + off, word), off);
-                const std::uint32_t i = index32(static_cast<std::uint32_t>(off));
-                if (off % size == 0)
-                    ASSERT_EQ(i, off / size) << "class " << c << " offset " << off;
-                else
-                    ASSERT_GT(i, 0xffffffffu / size) << "class " << c << " offset " << off;
+                const std::uint32_t i = index32(d::free_check_offset(base + off, word));
                 ASSERT_EQ(i < d::free_check_handed(word), off % size == 0 && off / size < nelems) << "class " << c << " offset " << off;
                 ASSERT_GE(index32(d::free_check_offset(base + off, sampled)), d::free_check_handed(sampled))
                     << "class " << c << " sampled offset " << off;
             }
         }
     }
-    // And across the whole 64-bit range for the classes with an odd factor,
+    // And across the whole 32-bit range for the classes with an odd factor,
     // where a wrong inverse would show first.
     for (int c = 1; c < sc::num_classes; ++c) {
         const std::uint64_t size = sc::class_size[c];
         if ((size & (size - 1)) == 0) continue;
-        for (std::uint64_t k = 1; k < (std::uint64_t{1} << 40); k = k * 3 + 1)
+        const d::class_span_shape& shape = d::class_span_shapes[c];
+        const std::uint64_t beyond = 0xffffffffu / size;
+        for (std::uint64_t k = 1; k < beyond; k = k * 3 + 1)
             for (const std::uint64_t off : {k * size - 1, k * size, k * size + 1, k * size + 8})
-                ASSERT_EQ(index(c, off) < kBeyond, off % size == 0 && off / size < kBeyond) << "size " << size << " offset " << off;
+                ASSERT_EQ(d::start_index32(static_cast<std::uint32_t>(off), shape.start_inv, shape.start_shift) <= beyond,
+                          off % size == 0)
+                    << "size " << size << " offset " << off;
     }
 }
 
